@@ -1,0 +1,164 @@
+"""Rendering: golden output per cluster, determinism, clear template errors, --check."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from talosprov.errors import TemplateError
+from talosprov.model import Repo
+from talosprov.render import check, render, render_cluster
+from tests.conftest import ROOT
+
+GOLDEN = ROOT / "tests" / "golden" / "patches"
+ALIASES = ["v1", "v2", "v3", "demo"]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_rendered_patches_match_the_golden_files(alias: str, update_golden: bool) -> None:
+    repo = Repo(ROOT)
+    cluster = repo.find(alias)
+    files = {f.relpath: f.text for f in render_cluster(repo, cluster)}
+    golden = GOLDEN / cluster.name
+    if update_golden:
+        shutil.rmtree(golden, ignore_errors=True)
+        for rel, text in files.items():
+            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden / rel).write_text(text)
+    want = {str(p.relative_to(golden)): p.read_text() for p in golden.rglob("*.yaml")}
+    assert files == want
+
+
+def test_rendering_is_byte_identical_across_runs() -> None:
+    repo = Repo(ROOT)
+    cluster = repo.find("v3")
+    assert render_cluster(repo, cluster) == render_cluster(repo, cluster)
+
+
+def test_v3_patches_carry_the_reference_settings() -> None:
+    y = YAML(typ="safe")
+    d = ROOT / "patches" / "talos-cloudkoffer-v3"
+    al = y.load((d / "all.yaml").read_text())
+    assert al["cluster"]["discovery"]["registries"] == {
+        "service": {"disabled": True},
+        "kubernetes": {"disabled": False},
+    }
+    assert al["cluster"]["network"]["cni"]["name"] == "none"
+    assert al["cluster"]["proxy"]["disabled"] is True
+    assert al["machine"]["install"]["disk"] == "/dev/nvme0n1"
+    assert al["machine"]["install"]["extraKernelArgs"] == ["cpufreq.default_governor=performance"]
+    assert al["machine"]["kubelet"]["extraArgs"]["rotate-server-certificates"] is True
+    assert al["machine"]["kubelet"]["extraMounts"] == [
+        {
+            "destination": "/var/mnt",
+            "type": "bind",
+            "source": "/var/mnt",
+            "options": ["bind", "rshared", "rw"],
+        }
+    ]
+    (f,) = al["machine"]["files"]
+    assert f["path"] == "/etc/cri/conf.d/20-customization.part"
+    assert 'address = "0.0.0.0:11234"' in f["content"]
+    cp = y.load((d / "controlplane.yaml").read_text())
+    assert cp["cluster"]["apiServer"]["certSANs"] == ["192.168.1.101", "kube.case.local"]
+    assert any("kubelet-serving-cert-approver/v0.8.4" in u for u in cp["cluster"]["extraManifests"])
+    assert any(
+        "metrics-server/releases/download/v0.7.1" in u for u in cp["cluster"]["extraManifests"]
+    )
+    (cilium,) = cp["cluster"]["inlineManifests"]
+    assert cilium["name"] == "cilium-install"
+    for flag in ("kubeProxyReplacement=true", "k8sServiceHost=localhost", "k8sServicePort=7445"):
+        assert flag in cilium["contents"]
+    (iface,) = cp["machine"]["network"]["interfaces"]
+    assert iface == {"interface": "eth0", "dhcp": True, "vip": {"ip": "192.168.1.101"}}
+    node = y.load((d / "nodes" / "ck3-worker-4.yaml").read_text())
+    assert node == {"machine": {"network": {"hostname": "ck3-worker-4"}}}
+
+
+def test_rendered_files_keep_the_template_comments() -> None:
+    text = (ROOT / "patches" / "talos-cloudkoffer-v3" / "all.yaml").read_text()
+    assert "# https://www.talos.dev/v1.7/talos-guides/discovery/" in text
+
+
+def test_undefined_variable_names_template_line_and_name(fleet_repo: Path) -> None:
+    tpl = fleet_repo / "templates" / "all.yaml.j2"
+    lines = tpl.read_text().splitlines()
+    lines.insert(5, "# {{ vars.no_such_var }}")
+    tpl.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TemplateError) as err:
+        render(Repo(fleet_repo), Repo(fleet_repo).find("v3"))
+    msg = str(err.value)
+    assert msg.startswith("templates/all.yaml.j2:6: template error: undefined name:")
+    assert "no_such_var" in msg
+    assert ">    6 | # {{ vars.no_such_var }}" in msg
+
+
+def test_template_syntax_error_names_template_and_line(fleet_repo: Path) -> None:
+    tpl = fleet_repo / "templates" / "worker.yaml.j2"
+    tpl.write_text(tpl.read_text() + "{% if %}\n")
+    with pytest.raises(TemplateError, match=r"templates/worker\.yaml\.j2:8: template error"):
+        render(Repo(fleet_repo), Repo(fleet_repo).find("v3"))
+
+
+def test_template_that_renders_an_unknown_top_level_key_writes_nothing(fleet_repo: Path) -> None:
+    shutil.rmtree(fleet_repo / "patches")
+    (fleet_repo / "templates" / "worker.yaml.j2").write_text("machines:\n  type: worker\n")
+    repo = Repo(fleet_repo)
+    with pytest.raises(TemplateError, match="unknown top-level key.s. machines"):
+        render(repo, repo.find("v3"))
+    assert not (fleet_repo / "patches").exists()
+
+
+def test_render_removes_files_of_a_node_that_left_the_cluster(fleet_repo: Path) -> None:
+    cf = fleet_repo / "clusters" / "v1.yaml"
+    cf.write_text(
+        cf.read_text().replace(
+            "  - ip: 192.168.1.5\n    role: worker\n    hostname: ck1-worker-5\n", ""
+        )
+    )
+    repo = Repo(fleet_repo)
+    res = render(repo, repo.find("v1"))
+    assert res.removed == ["nodes/ck1-worker-5.yaml"]
+    assert check(repo, repo.find("v1")) == ""
+
+
+def _invoke(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_render_check_passes_on_the_committed_patches() -> None:
+    r = _invoke(ROOT, "render", "--check")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_render_check_fails_with_a_diff_and_changes_nothing(fleet_repo: Path) -> None:
+    stale = fleet_repo / "patches" / "talos-cloudkoffer-v3" / "all.yaml"
+    stale.write_text(stale.read_text().replace("11234", "9999"))
+    before = stale.read_text()
+    r = _invoke(fleet_repo, "render", "--check", "--cluster", "v3")
+    assert r.returncode == 1
+    changed = [line.split() for line in r.stdout.splitlines() if line[:1] in "+-"]
+    assert ["-", "address", "=", '"0.0.0.0:9999"'] in changed
+    assert ["+", "address", "=", '"0.0.0.0:11234"'] in changed
+    assert "patches are stale for talos-cloudkoffer-v3" in r.stderr
+    assert stale.read_text() == before
+
+
+def test_render_of_a_bad_cluster_file_exits_1_without_traceback(fleet_repo: Path) -> None:
+    cf = fleet_repo / "clusters" / "v2.yaml"
+    cf.write_text(cf.read_text().replace("ip: 192.168.1.2\n", "ip: 192.168.1.1\n"))
+    r = _invoke(fleet_repo, "render", "--cluster", "talos-cloudkoffer-v2")
+    assert r.returncode == 1
+    assert "clusters/v2.yaml:19: nodes[1].ip: duplicate IP 192.168.1.1 (also nodes[0])" in r.stderr
+    assert "Traceback" not in r.stderr

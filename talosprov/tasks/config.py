@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from invoke import Exit, task
+from invoke import Context, Exit, task
 
 from .. import render as render_mod
 from ..model import cluster_json_schema
@@ -21,7 +21,9 @@ from .common import CLUSTER_HELP, VERBOSE_HELP, handled, out, repo
     }
 )
 @handled
-def render(c, cluster=None, check=False, verbose=False):
+def render(
+    c: Context, cluster: str | None = None, check: bool = False, verbose: bool = False
+) -> None:
     """Render templates/ into patches/<cluster>/ for one or all clusters."""
     r = repo()
     stale = []
@@ -41,7 +43,7 @@ def render(c, cluster=None, check=False, verbose=False):
 
 @task(help={"check": "exit 1 when schemas/cluster.schema.json is stale", "verbose": VERBOSE_HELP})
 @handled
-def schema(c, check=False, verbose=False):
+def schema(c: Context, check: bool = False, verbose: bool = False) -> None:
     """Export the cluster file JSON schema to schemas/cluster.schema.json (for editors)."""
     path = repo().root / "schemas" / "cluster.schema.json"
     text = json.dumps(cluster_json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,516 @@
+"""Offline talosctl commands: gen secrets/config, config *, validate, machineconfig patch."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import TALOSCTL_VERSION, pki, talosconfig
+from . import machineconfig as mc
+from . import patch as mpatch
+from .cli import Ctx, Fail, command, endpoint_host
+from .flags import Flag
+
+FORCE = Flag("force", "bool", short="f", help="will overwrite existing files")
+
+
+def _write_new(path: str, data: str, force: bool, mode: int) -> None:
+    if os.path.exists(path) and not force:
+        raise Fail(f'file "{path}" already exists, use --force to overwrite')
+    with open(path, "w") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def bundle_from_config(doc: dict[str, Any]) -> dict[str, Any]:
+    """--from-controlplane-config: rebuild the secrets bundle from a control plane config."""
+    m, c = doc["machine"], doc["cluster"]
+    sec: dict[str, Any] = {"bootstraptoken": c["token"]}
+    if c.get("secretboxEncryptionSecret"):
+        sec["secretboxencryptionsecret"] = c["secretboxEncryptionSecret"]
+    else:
+        sec["aescbcencryptionsecret"] = c.get("aescbcEncryptionSecret", "")
+    return {
+        "cluster": {"id": c["id"], "secret": c["secret"]},
+        "secrets": sec,
+        "trustdinfo": {"token": m["token"]},
+        "certs": {
+            "etcd": dict(c["etcd"]["ca"]),
+            "k8s": dict(c["ca"]),
+            "k8saggregator": dict(c["aggregatorCA"]),
+            "k8sserviceaccount": {"key": c["serviceAccount"]["key"]},
+            "os": dict(m["ca"]),
+        },
+    }
+
+
+@command(
+    "gen secrets",
+    flags=[
+        Flag("output-file", short="o", default="secrets.yaml", help="path of the output file"),
+        Flag("talos-version", help="the desired Talos version to generate secrets bundle for"),
+        Flag(
+            "from-controlplane-config",
+            help="use the provided controlplane Talos machine configuration",
+        ),
+        Flag("from-kubernetes-pki", short="p", help="use a Kubernetes PKI directory"),
+        Flag("kubernetes-bootstrap-token", short="t", help="use the provided bootstrap token"),
+        FORCE,
+    ],
+)
+def gen_secrets(ctx: Ctx) -> None:
+    contract = mc.contract_of(ctx["talos-version"], TALOSCTL_VERSION)
+    if ctx["from-kubernetes-pki"]:
+        raise Fail("emulator: unsupported flag --from-kubernetes-pki for talosctl gen secrets")
+    if ctx["from-controlplane-config"]:
+        try:
+            docs = mc.decode_docs(Path(ctx["from-controlplane-config"]).read_text())
+            bundle = bundle_from_config(docs[0])
+        except (OSError, KeyError, TypeError, IndexError) as e:
+            raise Fail(f"failed to load controlplane config: {e}") from None
+    else:
+        bundle = pki.gen_secrets_bundle(contract)
+    _write_new(ctx["output-file"], mc.encode(bundle), ctx["force"], 0o600)
+
+
+def _validate_endpoint(ep: str) -> None:
+    from urllib.parse import urlsplit
+
+    if "://" not in ep:
+        if ":" in ep:
+            raise Fail(f'no scheme specified for the cluster endpoint URL\ntry: "https://{ep}"')
+        raise Fail(
+            f'no scheme and port specified for the cluster endpoint URL\ntry: "https://{ep}:6443"'
+        )
+    u = urlsplit(ep)
+    if u.scheme != "https":
+        raise Fail(
+            f'the control plane endpoint URL should have scheme https://\ntry: "https://{u.netloc}"'
+        )
+    if not u.hostname:
+        raise Fail("error validating the cluster endpoint URL: hostname must not be blank")
+    try:
+        port = u.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise Fail(
+            "error validating the cluster endpoint URL: port number must be between 1 and 65535"
+        )
+
+
+def load_patches(specs: list[str], contract: tuple[int, int]) -> list[mpatch.Patch]:
+    try:
+        return [mpatch.load_patch(s, contract) for s in specs]
+    except mc.ConfigError as e:
+        raise Fail(f"error parsing config JSON patch: {e}") from None
+
+
+@command(
+    "gen config",
+    nargs=(2, 2),
+    use="talosctl gen config <cluster name> <cluster endpoint>",
+    flags=[
+        Flag(
+            "additional-sans",
+            "strings",
+            help="additional Subject-Alt-Names for the APIServer certificate",
+        ),
+        Flag(
+            "config-patch",
+            "array",
+            help="patch generated machineconfigs (applied to all node types), use @file to read a patch from file",
+        ),
+        Flag(
+            "config-patch-control-plane",
+            "array",
+            help="patch generated machineconfigs (applied to 'init' and 'controlplane' types)",
+        ),
+        Flag(
+            "config-patch-worker",
+            "array",
+            help="patch generated machineconfigs (applied to 'worker' type)",
+        ),
+        Flag("dns-domain", default="cluster.local", help="the dns domain to use for cluster"),
+        Flag("install-disk", default="/dev/sda", help="the disk to install to"),
+        Flag(
+            "install-image",
+            default=f"ghcr.io/siderolabs/installer:{TALOSCTL_VERSION}",
+            help="the image used to perform an installation",
+        ),
+        Flag("kubernetes-version", default="1.30.0", help="desired kubernetes version to run"),
+        Flag(
+            "output",
+            short="o",
+            help='destination to output generated files. when multiple output types are specified, it must be a directory. for a single output type, it must either be a file path, or "-" for stdout',
+        ),
+        Flag(
+            "output-types",
+            "strings",
+            short="t",
+            default=["controlplane", "worker", "talosconfig"],
+            help='types of outputs to be generated. valid types are: ["controlplane" "worker" "talosconfig"]',
+        ),
+        Flag(
+            "persist", "bool", short="p", default=True, help="the desired persist value for configs"
+        ),
+        Flag(
+            "registry-mirror",
+            "strings",
+            help="list of registry mirrors to use in format: <registry host>=<mirror URL>",
+        ),
+        Flag(
+            "talos-version",
+            help="the desired Talos version to generate config for (backwards compatibility, e.g. v0.8)",
+        ),
+        Flag("version", default="v1alpha1", help="the desired machine config version to generate"),
+        Flag(
+            "with-cluster-discovery", "bool", default=True, help="enable cluster discovery feature"
+        ),
+        Flag(
+            "with-docs",
+            "bool",
+            default=True,
+            help="renders all machine configs adding the documentation for each field",
+        ),
+        Flag(
+            "with-examples",
+            "bool",
+            default=True,
+            help="renders all machine configs with the commented examples",
+        ),
+        Flag("with-kubespan", "bool", help="enable KubeSpan feature"),
+        Flag("with-secrets", help="use a secrets file generated using 'gen secrets'"),
+        Flag("output-dir", hidden=True),
+        FORCE,
+    ],
+)
+def gen_config(ctx: Ctx) -> None:
+    name, endpoint = ctx.args
+    _validate_endpoint(endpoint)
+    if ctx["version"] != "v1alpha1":
+        raise Fail(f'unknown config version: "{ctx["version"]}"')
+    types = ctx["output-types"]
+    if not types:
+        raise Fail("at least one output type must be specified")
+    bad = [t for t in types if t not in ("controlplane", "worker", "talosconfig")]
+    if bad:
+        raise Fail(mc.multierror([f'invalid output type: "{t}"' for t in bad]).rstrip("\n"))
+    out = ctx["output"]
+    if out == "-" and len(types) > 1:
+        raise Fail("can't use multiple output types with stdout")
+    if ctx["registry-mirror"]:
+        for m in ctx["registry-mirror"]:
+            if "=" not in m:
+                raise Fail(f'invalid registry mirror spec: "{m}"')
+    contract = mc.contract_of(ctx["talos-version"], TALOSCTL_VERSION)
+    if ctx["with-secrets"]:
+        try:
+            bundle = mc.decode_docs(Path(ctx["with-secrets"]).read_text())[0]
+        except FileNotFoundError:
+            raise Fail(
+                f"failed to load secrets bundle: open {ctx['with-secrets']}: no such file or directory"
+            ) from None
+    else:
+        bundle = pki.gen_secrets_bundle(contract)
+    common = load_patches(ctx["config-patch"], contract)
+    cp_patches = load_patches(ctx["config-patch-control-plane"], contract)
+    w_patches = load_patches(ctx["config-patch-worker"], contract)
+    opts = {
+        "cluster_name": name,
+        "endpoint": endpoint,
+        "contract": contract,
+        "kubernetes_version": ctx["kubernetes-version"].removeprefix("v"),
+        "install_disk": ctx["install-disk"],
+        "install_image": ctx["install-image"],
+        "additional_sans": ctx["additional-sans"],
+        "dns_domain": ctx["dns-domain"],
+        "with_cluster_discovery": ctx["with-cluster-discovery"],
+        "with_kubespan": ctx["with-kubespan"],
+        "persist": ctx["persist"],
+    }
+    rendered: dict[str, str] = {}
+    for kind, extra, label in (
+        ("controlplane", cp_patches, "control plane configs"),
+        ("worker", w_patches, "worker config"),
+    ):
+        if kind not in types:
+            continue
+        doc = mc.generate(kind, bundle, **opts)
+        if ctx["registry-mirror"]:
+            mirrors = {
+                m.split("=", 1)[0]: {"endpoints": [m.split("=", 1)[1]]}
+                for m in ctx["registry-mirror"]
+            }
+            doc["machine"]["registries"] = {"mirrors": mirrors}
+        try:
+            docs = mpatch.apply([doc], common + extra, contract)
+        except mc.ConfigError as e:
+            raise Fail(f"failed to generate config bundle: error patching {label}: {e}") from None
+        rendered[kind] = mc.encode(docs)
+    if "talosconfig" in types:
+        crt, key = pki.admin_client(bundle)
+        tc = {
+            "context": name,
+            "contexts": {
+                name: {
+                    "endpoints": [],
+                    "ca": bundle["certs"]["os"]["crt"],
+                    "crt": pki.b64(crt),
+                    "key": pki.b64(key),
+                }
+            },
+        }
+        rendered["talosconfig"] = talosconfig.dump(tc)
+    if out == "-":
+        ctx.out(next(iter(rendered.values())))
+        return
+    for kind in ("controlplane", "worker", "talosconfig"):
+        if kind not in rendered:
+            continue
+        if len(types) == 1 and out:
+            path = out
+        else:
+            base = out or os.getcwd()
+            path = os.path.join(base, f"{kind}.yaml" if kind != "talosconfig" else "talosconfig")
+        if os.path.exists(path) and not ctx["force"]:
+            raise Fail(f'file "{path}" already exists, use --force to overwrite')
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(rendered[kind])
+        os.chmod(path, 0o644)
+        ctx.err(f"Created {path}\n")
+
+
+# -- config ------------------------------------------------------------------------------------
+def _open_current(ctx: Ctx) -> tuple[dict[str, Any], str]:
+    cfg = ctx.talosconfig("error reading config")
+    current = cfg.get("context", "")
+    if not current:
+        raise Fail("no context is set")
+    if current not in cfg["contexts"]:
+        raise Fail(f'context "{current}" is not defined')
+    name = ctx["context"] or current
+    if name not in cfg["contexts"]:
+        raise Fail(f'context "{name}" is not defined')
+    return cfg, name
+
+
+@command("config endpoint", nargs=(1, None), aliases=("endpoints",))
+def config_endpoint(ctx: Ctx) -> None:
+    cfg, name = _open_current(ctx)
+    cfg["contexts"][name]["endpoints"] = [a.strip() for a in ctx.args]
+    talosconfig.save(ctx.talosconfig_path(), cfg)
+
+
+@command("config node", nargs=(0, None), aliases=("nodes",))
+def config_node(ctx: Ctx) -> None:
+    cfg, name = _open_current(ctx)
+    cfg["contexts"][name]["nodes"] = [a.strip() for a in ctx.args]
+    talosconfig.save(ctx.talosconfig_path(), cfg)
+
+
+@command("config context", nargs=(1, 1), aliases=("use-context",))
+def config_context(ctx: Ctx) -> None:
+    cfg = ctx.talosconfig("error reading config")
+    name = ctx.args[0]
+    if name not in cfg["contexts"]:
+        raise Fail(f'context "{name}" is not defined')
+    cfg["context"] = name
+    talosconfig.save(ctx.talosconfig_path(), cfg)
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Go text/tabwriter with padding 3 (last column unpadded)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [c.ljust(widths[i] + 3) for i, c in enumerate(r[:-1])] + [r[-1]]
+        lines.append("".join(cells).rstrip() if not r[-1] else "".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+@command("config contexts", aliases=("get-contexts",))
+def config_contexts(ctx: Ctx) -> None:
+    cfg = ctx.talosconfig("error reading config")
+    rows = [["CURRENT", "NAME", "ENDPOINTS", "NODES"]]
+    for name in sorted(cfg["contexts"]):
+        c = cfg["contexts"][name]
+        nodes = c.get("nodes") or []
+        shown = ",".join(nodes[:3]) + ("..." if len(nodes) > 3 else "")
+        rows.append(
+            [
+                "*" if name == cfg.get("context") else "",
+                name,
+                ",".join(c.get("endpoints") or []),
+                shown,
+            ]
+        )
+    ctx.out(_table(rows))
+
+
+@command("config merge", nargs=(1, None))
+def config_merge(ctx: Ctx) -> None:
+    cfg = ctx.talosconfig("error reading config")
+    try:
+        src = talosconfig.load(Path(ctx.args[0]))
+    except talosconfig.TalosconfigError as e:
+        raise Fail(f"error reading config: {e}") from None
+    for msg in talosconfig.merge(cfg, src):
+        ctx.err(msg + "\n")
+    talosconfig.save(ctx.talosconfig_path(), cfg)
+
+
+@command(
+    "config info",
+    flags=[Flag("output", short="o", default="text", help="output format (json|yaml|text)")],
+)
+def config_info(ctx: Ctx) -> None:
+    cfg, name = _open_current(ctx)
+    c = cfg["contexts"][name]
+    roles: list[str] = []
+    not_after = None
+    if c.get("crt"):
+        crt = pki.unb64(c["crt"])
+        roles = pki.organizations(crt)
+        not_after = pki.not_after(crt)
+    fmt = ctx["output"]
+    nodes, eps = c.get("nodes") or [], c.get("endpoints") or []
+    if fmt == "text":
+        lines = [
+            f"{'Current context:':<21}{cfg['context']}",
+            f"{'Nodes:':<21}{', '.join(nodes) or 'not defined'}",
+            f"{'Endpoints:':<21}{', '.join(eps) or 'not defined'}",
+        ]
+        if not_after:
+            lines.append(f"{'Roles:':<21}{', '.join(roles)}")
+            lines.append(f"{'Certificate expires:':<21}{not_after:%Y-%m-%d}")
+        ctx.out("\n".join(lines) + "\n")
+        return
+    data = {
+        "context": cfg["context"],
+        "nodes": nodes or None,
+        "endpoints": eps or None,
+        "roles": roles or None,
+        "certTTL": "",
+        "certNotAfter": f"{not_after:%Y-%m-%d}" if not_after else "",
+    }
+    if fmt == "json":
+        ctx.out(json.dumps(data, indent=2) + "\n")
+    elif fmt == "yaml":
+        ctx.out(mc.encode(data))
+    else:
+        raise Fail(f'unknown output format: "{fmt}"')
+
+
+# -- validate / machineconfig patch -----------------------------------------------------------
+@command(
+    "validate",
+    flags=[
+        Flag("config", short="c", help="the path of the config file"),
+        Flag(
+            "mode",
+            short="m",
+            help="the mode to validate the config for (valid values are metal, cloud, and container)",
+        ),
+        Flag("strict", "bool", help="treat validation warnings as errors"),
+    ],
+)
+def validate(ctx: Ctx) -> None:
+    if "mode" not in ctx.flags.changed:
+        raise Fail('required flag(s) "mode" not set')
+    path = ctx["config"]
+    try:
+        text = Path(path).read_text() if path else ""
+        if not path:
+            raise FileNotFoundError
+    except FileNotFoundError:
+        raise Fail(f"open {path}: no such file or directory") from None
+    if ctx["mode"] not in ("metal", "cloud", "container"):
+        raise Fail(f'unknown runtime mode: "{ctx["mode"]}"')
+    docs = mc.decode_docs(text)
+    contract = _contract_of_docs(docs)
+    for d in docs:
+        if isinstance(d, dict) and mc.is_v1alpha1(d):
+            mc.check_unknown(d, contract, contract >= (1, 8))
+        elif isinstance(d, dict) and "kind" not in d:
+            raise Fail("missing kind")
+    errors, warnings = mc.validate(docs, ctx["mode"], contract)
+    if ctx["strict"]:
+        errors += [f"warning: {w}" for w in warnings]
+        warnings = []
+    for w in warnings:
+        ctx.err(f"WARNING: {w}\n")
+    if errors:
+        raise Fail(mc.multierror(errors).rstrip("\n"))
+    ctx.out(f"{path} is valid for {ctx['mode']} mode\n")
+
+
+def _contract_of_docs(docs: list[Any]) -> tuple[int, int]:
+    """Pick the schema by the installer tag in the config, else this client's version."""
+    for d in docs:
+        if isinstance(d, dict) and mc.is_v1alpha1(d):
+            image = ((d.get("machine") or {}).get("install") or {}).get("image") or ""
+            tag = image.rsplit(":", 1)[-1] if ":" in image else ""
+            try:
+                return mc.contract_of(tag, TALOSCTL_VERSION)
+            except mc.ConfigError:
+                break
+    return mc.contract_of("", TALOSCTL_VERSION)
+
+
+@command(
+    "machineconfig patch",
+    nargs=(1, 1),
+    aliases=(),
+    use="talosctl machineconfig patch <machineconfig-file> [flags]",
+    flags=[
+        Flag(
+            "patch",
+            "array",
+            short="p",
+            help="patch generated machineconfigs (applied to all node types), use @file to read a patch from file",
+        ),
+        Flag(
+            "output",
+            short="o",
+            help="output destination. if not specified, output will be printed to stdout",
+        ),
+    ],
+)
+def machineconfig_patch(ctx: Ctx) -> None:
+    path = ctx.args[0]
+    try:
+        raw = Path(path).read_text()
+    except FileNotFoundError:
+        raise Fail(f"open {path}: no such file or directory") from None
+    docs = mc.decode_docs(raw)
+    contract = _contract_of_docs(docs)
+    try:
+        patches = [mpatch.load_patch(p, contract) for p in ctx["patch"]]
+    except mc.ConfigError as e:
+        raise Fail(str(e)) from None
+    if not patches:
+        result = raw
+    else:
+        try:
+            out_docs = mpatch.apply(docs, patches, contract)
+        except mc.ConfigError as e:
+            raise Fail(str(e)) from None
+        result = mc.encode(out_docs, indent=2 if patches[-1].kind == "json6902" else 4)
+    if ctx["output"]:
+        parent = os.path.dirname(ctx["output"])
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(ctx["output"], "w") as f:
+            f.write(result)
+        os.chmod(ctx["output"], 0o644)
+    else:
+        ctx.out(result + "\n")
+
+
+__all__ = ["bundle_from_config", "endpoint_host"]

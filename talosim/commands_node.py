@@ -1,0 +1,1696 @@
+"""talosctl commands that talk to (emulated) nodes over the Talos API.
+
+Connection rules (contract §1.1, §1.3): with --insecure the nodes are dialled directly, no
+client certificate, and only maintenance mode answers; otherwise the first reachable endpoint
+must present the talosconfig CA and accept its client certificate, and proxies to the target
+node (errors then carry a `<node>: ` prefix).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import TALOSCTL_VERSION, pki
+from . import machineconfig as mc
+from . import nodes as N
+from . import patch as mpatch
+from .cli import Ctx, Fail, command, endpoint_host
+from .commands_gen import _table, load_patches
+from .flags import Flag
+from .state import State, now
+
+SHA = {
+    "v1.7.0": "70fb41ff",
+    "v1.7.7": "68794084",
+    "v1.8.0": "5cc935f7",
+    "v1.8.4": "3c151c8a",
+    "v1.9.6": "d6f6e92b",
+}
+GO = {"1.7": "go1.22.2", "1.8": "go1.22.7", "1.9": "go1.23.4"}
+K8S_MAX = {"1.6": "1.29", "1.7": "1.30", "1.8": "1.31", "1.9": "1.32"}
+
+
+class RPC(Exception):
+    def __init__(self, code: str, desc: str) -> None:
+        super().__init__(f"rpc error: code = {code} desc = {desc}")
+        self.code = code
+
+
+def refused(ip: str) -> RPC:
+    return RPC(
+        "Unavailable",
+        'connection error: desc = "transport: Error while dialing: dial tcp '
+        f'{ip}:50000: connect: connection refused"',
+    )
+
+
+UNKNOWN_AUTHORITY = RPC(
+    "Unavailable",
+    'connection error: desc = "transport: authentication '
+    "handshake failed: tls: failed to verify certificate: x509: certificate "
+    'signed by unknown authority"',
+)
+CERT_REQUIRED = RPC(
+    "Unavailable",
+    'connection error: desc = "transport: authentication handshake '
+    'failed: remote error: tls: certificate required"',
+)
+
+
+def multierror(errs: list[str]) -> str:
+    return mc.multierror(errs).rstrip("\n") + "\n"
+
+
+# -- connection -------------------------------------------------------------------------------
+class Conn:
+    """An authenticated (or insecure) session with a set of target nodes."""
+
+    def __init__(self, ctx: Ctx, insecure: bool, need_nodes: bool = True) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+        self.insecure = insecure
+        self.nodes: list[str] = list(ctx["nodes"])
+        self.endpoint: dict[str, Any] | None = None
+        if insecure:
+            if not self.nodes:
+                raise Fail("failed to determine endpoints")
+            return
+        cfg = ctx.talosconfig()
+        context = ctx.context(cfg)
+        endpoints = list(ctx["endpoints"]) or list((context or {}).get("endpoints") or [])
+        if not endpoints:
+            raise Fail("error constructing client: failed to determine endpoints")
+        if context is None:
+            name = ctx["context"] or cfg.get("context")
+            if not cfg["contexts"]:
+                raise Fail(
+                    "error constructing client: failed to create client connection: "
+                    "failed to resolve configuration context: talos config file is empty"
+                )
+            raise Fail(
+                "error constructing client: failed to create client connection: failed to "
+                f'resolve configuration context: context "{name}" not found in config'
+            )
+        if not self.nodes:
+            self.nodes = list(context.get("nodes") or [])
+        if need_nodes and not self.nodes:
+            raise Fail(
+                "nodes are not set for the command: please use `--nodes` flag or "
+                "configuration file to set the nodes to run the command against"
+            )
+        self.context = context
+        self.endpoints = [endpoint_host(e) for e in endpoints]
+
+    def _resolve_endpoint(self, host: str) -> dict[str, Any] | None:
+        node = N.load(self.state, host)
+        if node is not None:
+            return node
+        # A VIP answers on the running control plane that holds it (after bootstrap).
+        for n in self.state.nodes():
+            n = N.refresh(self.state, n)
+            if not N.is_controlplane(n) or n["stage"] != "running":
+                continue
+            ifaces = ((n["config"].get("machine") or {}).get("network") or {}).get(
+                "interfaces"
+            ) or []
+            if any((i.get("vip") or {}).get("ip") == host for i in ifaces):
+                cl = N.cluster_of(self.state, n)
+                if cl and cl.get("bootstrapped"):
+                    return n
+        return None
+
+    def dial(self) -> dict[str, Any]:
+        """Connect to the first reachable endpoint and authenticate (mTLS)."""
+        if self.endpoint is not None:
+            return self.endpoint
+        for host in self.endpoints:
+            node = self._resolve_endpoint(host)
+            if node is None or N.is_unreachable(self.state, node):
+                continue
+            if not node.get("config"):
+                raise UNKNOWN_AUTHORITY  # maintenance mode presents a self-signed certificate
+            ca = pki.unb64(node["config"]["machine"]["ca"]["crt"])
+            if self.context.get("ca") and pki.unb64(self.context["ca"]) != ca:
+                raise UNKNOWN_AUTHORITY
+            crt = self.context.get("crt")
+            if not crt or not pki.signed_by(pki.unb64(crt), ca):
+                raise RPC(
+                    "Unavailable",
+                    'connection error: desc = "transport: authentication '
+                    'handshake failed: remote error: tls: bad certificate"',
+                )
+            self.endpoint = node
+            return node
+        raise refused(self.endpoints[0])
+
+    def target(self, ip: str, command: str) -> dict[str, Any]:
+        """The node record of `ip`, reached through the endpoint (or directly when insecure)."""
+        if self.insecure:
+            node = N.load(self.state, ip)
+            if N.is_unreachable(self.state, node):
+                raise refused(ip)
+            assert node is not None
+            if node.get("config"):
+                raise CERT_REQUIRED
+        else:
+            ep = self.dial()
+            node = ep if ep["ip"] == ip else N.load(self.state, ip)
+            if N.is_unreachable(self.state, node):
+                raise refused(ip)
+            assert node is not None
+            if not node.get("config") or node.get("cluster_id") != ep.get("cluster_id"):
+                raise UNKNOWN_AUTHORITY
+        self._faults(ip, command)
+        return node
+
+    def _faults(self, ip: str, command: str) -> None:
+        with self.state.locked():
+            hang = N.take_fault(self.state, ip, command, ("hang",))
+        if hang:
+            time.sleep(float(hang.get("seconds", 0)))
+        with self.state.locked():
+            err = N.take_fault(self.state, ip, command, ("error",))
+        if err:
+            raise RPC(err.get("code", "Unknown"), err.get("message", "injected failure"))
+
+    def label(self, ip: str) -> str:
+        """How a per-node error is prefixed: proxied calls carry the node, insecure ones not."""
+        return "" if self.insecure else f"{ip}: "
+
+
+def for_each(conn: Conn, command: str, fn: Any, wrap: str) -> None:
+    """Run fn(node) per target; collect per-node errors into talosctl's multierror."""
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node = conn.target(ip, command)
+            fn(node)
+        except RPC as e:
+            if conn.insecure or e.code == "Unavailable" and conn.endpoint is None:
+                raise Fail(f"{wrap}: {e}") from None
+            errs.append(f"{conn.label(ip)}{e}")
+    if errs:
+        raise Fail(f"{wrap}: " + multierror(errs).rstrip("\n"))
+
+
+def single(conn: Conn, name: str) -> str:
+    if len(conn.nodes) > 1:
+        raise Fail(f'command "{name}" is not supported with multiple nodes')
+    return conn.nodes[0]
+
+
+# -- get --------------------------------------------------------------------------------------
+RESOURCES = {
+    "machinestatus": (
+        "MachineStatuses.runtime.talos.dev",
+        "runtime",
+        "MachineStatus",
+        (
+            "machinestatus",
+            "machinestatuses",
+            "machinestatuses.runtime",
+            "machinestatuses.runtime.talos",
+            "machinestatuses.runtime.talos.dev",
+        ),
+    ),
+    "member": (
+        "Members.cluster.talos.dev",
+        "cluster",
+        "Member",
+        (
+            "member",
+            "members",
+            "members.cluster",
+            "members.cluster.talos",
+            "members.cluster.talos.dev",
+        ),
+    ),
+    "nodename": (
+        "Nodenames.kubernetes.talos.dev",
+        "k8s",
+        "Nodename",
+        (
+            "nodename",
+            "nodenames",
+            "nodenames.kubernetes",
+            "nodenames.kubernetes.talos",
+            "nodenames.kubernetes.talos.dev",
+        ),
+    ),
+    "machineconfig": (
+        "MachineConfigs.config.talos.dev",
+        "config",
+        "MachineConfig",
+        (
+            "machineconfig",
+            "machineconfigs",
+            "mc",
+            "machineconfigs.config",
+            "machineconfigs.config.talos",
+            "machineconfigs.config.talos.dev",
+        ),
+    ),
+}
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _resources(state: State, node: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    rtype, ns, _, _ = RESOURCES[kind]
+    meta = {
+        "namespace": ns,
+        "type": rtype,
+        "version": node.get("resource_version", 1),
+        "owner": "",
+        "phase": "running",
+        "created": _iso(node["created"]),
+        "updated": _iso(node.get("stage_since", node["created"])),
+    }
+    if kind == "machinestatus":
+        return [
+            {
+                "metadata": {**meta, "id": "machine", "owner": "runtime.MachineStatusController"},
+                "spec": N.machine_status(state, node),
+            }
+        ]
+    if kind == "nodename":
+        return [
+            {
+                "metadata": {**meta, "id": "nodename", "owner": "k8s.NodenameController"},
+                "spec": {
+                    "nodename": N.hostname(node),
+                    "hostnameVersion": "1",
+                    "skipNodeRegistration": False,
+                },
+            }
+        ]
+    if kind == "machineconfig":
+        return [{"metadata": {**meta, "id": "v1alpha1"}, "spec": node["config"]}]
+    out = []
+    for other in state.nodes():
+        other = N.refresh(state, other)
+        if (
+            other.get("cluster_id") != node.get("cluster_id")
+            or other["stage"] in N.UNREACHABLE_STAGES
+        ):
+            continue
+        spec: dict[str, Any] = {
+            "nodeId": N.member_id(other),
+            "addresses": [other["ip"]],
+            "hostname": N.hostname(other),
+            "machineType": N.machine_type(other),
+            "operatingSystem": f"Talos ({other['talos_version']})",
+        }
+        if N.is_controlplane(other):
+            spec["controlPlane"] = {"port": 6443}
+        out.append(
+            {
+                "metadata": {**meta, "id": N.hostname(other), "owner": "cluster.MemberController"},
+                "spec": spec,
+            }
+        )
+    return out
+
+
+def _jsonpath(expr: str, obj: Any) -> list[Any]:
+    """The subset of k8s jsonpath talosctl users write: {.a.b}, {.a[0].b}, {.a[*].b}."""
+    import re
+
+    inner = expr.strip()
+    if inner.startswith("{") and inner.endswith("}"):
+        inner = inner[1:-1]
+    if not inner.startswith("."):
+        raise Fail(f"error parsing jsonpath: unrecognized identifier {inner}")
+    vals = [obj]
+    for part in re.findall(r"\.([^.\[]+)|\[(\*|\d+)\]", inner):
+        name, idx = part
+        nxt: list[Any] = []
+        for v in vals:
+            if name:
+                if isinstance(v, dict) and name in v:
+                    nxt.append(v[name])
+            elif idx == "*" and isinstance(v, list):
+                nxt.extend(v)
+            elif isinstance(v, list) and int(idx) < len(v):
+                nxt.append(v[int(idx)])
+        vals = nxt
+    return vals
+
+
+@command(
+    "get",
+    nargs=(1, 2),
+    aliases=("g",),
+    use="talosctl get <type> [<id>]",
+    flags=[
+        Flag(
+            "output", short="o", default="table", help="output mode (json, table, yaml, jsonpath)"
+        ),
+        Flag(
+            "namespace",
+            help="resource namespace (default is to use default namespace per resource)",
+        ),
+        Flag("watch", "bool", short="w", help="watch resource changes"),
+        Flag(
+            "insecure",
+            "bool",
+            short="i",
+            help="get resources using the insecure (encrypted with no auth) maintenance service",
+        ),
+    ],
+)
+def get(ctx: Ctx) -> None:
+    kind = next((k for k, v in RESOURCES.items() if ctx.args[0].lower() in v[3]), None)
+    if kind is None:
+        raise Fail(f'rpc error: code = NotFound desc = resource "{ctx.args[0]}" is not registered')
+    if ctx["watch"]:
+        raise Fail("emulator: unsupported flag --watch for talosctl get")
+    fmt = ctx["output"]
+    if fmt not in ("table", "json", "yaml") and not fmt.startswith("jsonpath="):
+        raise Fail(f'output format "{fmt}" is not supported')
+    conn = Conn(ctx, ctx["insecure"])
+    results: list[dict[str, Any]] = []
+    errs: list[str] = []
+    for ip in conn.nodes:
+        try:
+            node = conn.target(ip, "get")
+        except RPC as e:
+            if conn.insecure or conn.endpoint is None:
+                raise Fail(str(e)) from None
+            errs.append(str(e))
+            continue
+        if kind == "machineconfig" and ctx["insecure"]:
+            errs.append("rpc error: code = PermissionDenied desc = not authorized")
+            continue
+        if node.get("config") is None and kind in ("member", "nodename", "machineconfig"):
+            continue
+        for r in _resources(ctx.state, node, kind):
+            if len(ctx.args) == 2 and r["metadata"]["id"] != ctx.args[1]:
+                continue
+            results.append({"node": "" if ctx["insecure"] else ip, **r})
+        if len(ctx.args) == 2 and not any(r["metadata"]["id"] == ctx.args[1] for r in results):
+            rtype, ns = RESOURCES[kind][0], RESOURCES[kind][1]
+            errs.append(
+                f"rpc error: code = NotFound desc = resource {rtype}({ns}/{ctx.args[1]}"
+                "@undefined) doesn't exist"
+            )
+    _print_resources(ctx, kind, fmt, results)
+    if errs:
+        raise Fail(multierror(errs).rstrip("\n"))
+
+
+def _cells(kind: str, s: dict[str, Any]) -> list[str]:
+    if kind == "machinestatus":
+        return [s["stage"], str(s["status"]["ready"]).lower()]
+    if kind == "member":
+        return [s["hostname"], s["machineType"], s["operatingSystem"], json.dumps(s["addresses"])]
+    if kind == "nodename":
+        return [s["nodename"]]
+    return []
+
+
+def _print_resources(ctx: Ctx, kind: str, fmt: str, results: list[dict[str, Any]]) -> None:
+    if fmt == "json":
+        for r in results:
+            ctx.out(json.dumps(r, indent=4, sort_keys=True) + "\n")
+    elif fmt == "yaml":
+        docs = []
+        for r in results:
+            body = mc.encode({"metadata": r["metadata"], "spec": r["spec"]})
+            docs.append(f"node: {r['node']}\n{body}")
+        ctx.out("---\n".join(docs))
+    elif fmt.startswith("jsonpath="):
+        for r in results:
+            for v in _jsonpath(fmt[len("jsonpath=") :], json.loads(json.dumps(r))):
+                ctx.out(
+                    (
+                        json.dumps(v, indent=4)
+                        if isinstance(v, dict | list)
+                        else ("true" if v is True else "false" if v is False else str(v))
+                    )
+                    + "\n"
+                )
+    else:
+        extra = {
+            "machinestatus": ["STAGE", "READY"],
+            "member": ["HOSTNAME", "MACHINE TYPE", "OS", "ADDRESSES"],
+            "nodename": ["NODENAME"],
+            "machineconfig": [],
+        }[kind]
+        rows = [["NODE", "NAMESPACE", "TYPE", "ID", "VERSION", *extra]]
+        for r in results:
+            s, m = r["spec"], r["metadata"]
+            cells = _cells(kind, s)
+            rows.append(
+                [r["node"], m["namespace"], RESOURCES[kind][2], m["id"], str(m["version"]), *cells]
+            )
+        ctx.out(_table(rows))
+
+
+# -- version ----------------------------------------------------------------------------------
+def _version_block(tag: str, node: str | None = None) -> str:
+    minor = ".".join(tag.lstrip("v").split(".")[:2])
+    lines = []
+    if node:
+        lines.append(f"\tNODE:        {node}")
+    lines += [
+        f"\tTag:         {tag}",
+        f"\tSHA:         {SHA.get(tag, '00000000')}",
+        "\tBuilt:       ",
+        f"\tGo version:  {GO.get(minor, 'go1.22.2')}",
+        "\tOS/Arch:     linux/amd64",
+    ]
+    if node:
+        lines.append("\tEnabled:     RBAC")
+    return "\n".join(lines) + "\n"
+
+
+@command(
+    "version",
+    flags=[
+        Flag("client", "bool", help="Print client version only"),
+        Flag("short", "bool", help="Print the short version"),
+        Flag("insecure", "bool", short="i", help="use Talos maintenance mode API"),
+        Flag("json", "bool", hidden=True),
+    ],
+)
+def version(ctx: Ctx) -> None:
+    ctx.out("Client:\n")
+    ctx.out(f"Talos {TALOSCTL_VERSION}\n" if ctx["short"] else _version_block(TALOSCTL_VERSION))
+    if ctx["client"]:
+        return
+    conn = Conn(ctx, ctx["insecure"])
+    ctx.out("Server:\n")
+    errs: list[str] = []
+    ok = 0
+    for ip in conn.nodes:
+        try:
+            node = conn.target(ip, "version")
+            if not node.get("config"):
+                raise RPC("Unimplemented", "API is not implemented in maintenance mode")
+        except RPC as e:
+            if conn.insecure or conn.endpoint is None:
+                raise Fail(f"error getting version: {e}") from None
+            errs.append(f"{ip}: {e}")
+            continue
+        ok += 1
+        ctx.out(_version_block(node["talos_version"], ip))
+    if errs and not ok:
+        raise Fail("error getting version: " + multierror(errs).rstrip("\n"))
+    if errs:
+        ctx.err("WARNING: " + multierror(errs))
+
+
+# -- apply-config -----------------------------------------------------------------------------
+MODES = ("auto", "interactive", "no-reboot", "reboot", "staged", "try")
+
+
+def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | None:
+    disk = ((doc.get("machine") or {}).get("install") or {}).get("disk")
+    if disk and disk not in [d["path"] for d in node["disks"]]:
+        return f'specified install disk does not exist: "{disk}"'
+    return None
+
+
+@command(
+    "apply-config",
+    aliases=("apply",),
+    nargs=(0, 1),
+    flags=[
+        Flag("file", short="f", help="the filename of the updated configuration"),
+        Flag(
+            "insecure",
+            "bool",
+            short="i",
+            help="apply the config using the insecure (encrypted with no auth) maintenance service",
+        ),
+        Flag("mode", short="m", default="auto", choices=MODES, help="apply config mode"),
+        Flag("dry-run", "bool", help="check how the config change will be applied in dry-run mode"),
+        Flag(
+            "config-patch",
+            "strings",
+            short="p",
+            help="the list of config patches to apply to the local config file before sending it to the node",
+        ),
+        Flag(
+            "cert-fingerprint",
+            "strings",
+            help="list of server certificate fingeprints to accept (defaults to no check)",
+        ),
+        Flag(
+            "timeout",
+            "duration",
+            default=60.0,
+            help="the config will be rolled back after specified timeout (if try mode is selected)",
+        ),
+    ],
+)
+def apply_config(ctx: Ctx) -> None:
+    if ctx.args and ctx.args[0] not in ("config", "machineconfig"):
+        raise Fail(f"unknown positional argument {ctx.args[0]}")
+    if not ctx["file"]:
+        raise Fail("no filename supplied for configuration")
+    try:
+        raw = Path(ctx["file"]).read_text()
+    except FileNotFoundError:
+        raise Fail(
+            f'failed to read configuration from "{ctx["file"]}": open {ctx["file"]}: '
+            "no such file or directory"
+        ) from None
+    if not raw.strip():
+        raise Fail("no configuration data read")
+    docs = mc.decode_docs(raw)
+    if ctx["config-patch"]:
+        from .commands_gen import _contract_of_docs
+
+        contract = _contract_of_docs(docs)
+        docs = mpatch.apply(docs, load_patches(ctx["config-patch"], contract), contract)
+        raw = mc.encode(docs)
+    mode = ctx["mode"]
+    if mode == "interactive":
+        raise Fail("emulator: unsupported flag --mode=interactive for talosctl apply-config")
+    conn = Conn(ctx, ctx["insecure"])
+    wrap = "error applying new configuration"
+    if conn.insecure:
+        ip = conn.nodes[0]  # several --nodes are load-balanced endpoints: one node gets it
+        try:
+            node = conn.target(ip, "apply-config")
+        except RPC as e:
+            raise Fail(f"{wrap}: {e}") from None
+        if ctx["dry-run"]:
+            ctx.err(
+                "Dry run summary:\nNode is running in maintenance mode and does not have a config yet.\n"
+            )
+            return
+        if mode not in ("auto", "reboot", "try"):
+            raise Fail(
+                f"{wrap}: rpc error: code = Unimplemented desc = apply configuration "
+                f"--mode='{mode}' is not supported in maintenance mode"
+            )
+        _apply_maintenance(ctx, node["ip"], docs, raw)
+        return
+
+    def one(node: dict[str, Any]) -> None:
+        _apply_running(ctx, node, docs, raw, mode)
+
+    for_each(conn, "apply-config", one, wrap)
+
+
+def _check_config(node: dict[str, Any], docs: list[Any]) -> dict[str, Any]:
+    from .commands_gen import _contract_of_docs
+
+    v1 = next((d for d in docs if isinstance(d, dict) and mc.is_v1alpha1(d)), None)
+    if v1 is None:
+        raise RPC(
+            "InvalidArgument",
+            "configuration validation failed: 1 error occurred:\n\t* "
+            "machine instructions are required\n\n",
+        )
+    contract = _contract_of_docs(docs)
+    try:
+        mc.check_unknown(v1, contract, False)
+    except mc.ConfigError as e:
+        raise RPC("Unknown", f"failed to parse config: {e}") from None
+    errors, _ = mc.validate(docs, "metal", contract)
+    problem = _install_disk_problem(node, v1)
+    if problem:
+        errors.append(problem)
+    if errors:
+        raise RPC("InvalidArgument", "configuration validation failed: " + mc.multierror(errors))
+    return v1
+
+
+def _ensure_cluster(state: State, doc: dict[str, Any]) -> str:
+    c = doc["cluster"]
+    cid = c["id"].replace("/", "_").replace("+", "-").rstrip("=")
+    if state.cluster(cid) is None:
+        state.save_cluster(
+            {
+                "id": cid,
+                "name": c.get("clusterName") or "",
+                "endpoint": c["controlPlane"]["endpoint"],
+                "bootstrapped": False,
+                "bootstrap_node": None,
+                "members": [],
+                "k8s_ca": c["ca"],
+                "created": now(),
+            }
+        )
+    return cid
+
+
+def _apply_maintenance(ctx: Ctx, ip: str, docs: list[Any], raw: str) -> None:
+    state = ctx.state
+    with state.locked():
+        node = N.load(state, ip)
+        assert node is not None
+        if node.get("config"):
+            raise Fail(f"error applying new configuration: {CERT_REQUIRED}")
+        try:
+            doc = _check_config(node, docs)
+        except RPC as e:
+            raise Fail(f"error applying new configuration: {e}") from None
+        settings = state.fleet()["settings"]
+        node["config"], node["config_text"] = doc, raw
+        node["cluster_id"] = _ensure_cluster(state, doc)
+        mtype = doc["machine"]["type"]
+        if node.get("intended_role") and node["intended_role"] != mtype:
+            N.event(node, "role mismatch", intended=node["intended_role"], applied=mtype)
+            node["role_mismatch"] = {"intended": node["intended_role"], "applied": mtype}
+        image = doc["machine"]["install"].get("image", "")
+        tag = image.rsplit(":", 1)[-1] if ":" in image else node["talos_version"]
+        N.event(node, "apply-config", mode="maintenance", type=mtype)
+        N.schedule(
+            node,
+            [
+                (0.0, "installing", {}),
+                (settings["install_seconds"], "rebooting", {"talos_version": tag}),
+                (settings["reboot_seconds"], "booting", {}),
+                (settings["boot_seconds"], "running", {}),
+            ],
+        )
+        N.advance(node, N.stuck_stage(state, ip))
+        state.save_node(node)
+
+
+def _diff(old: str, new: str) -> str:
+    d = "".join(
+        difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), "a", "b")
+    )
+    return d or "No changes."
+
+
+def _apply_running(ctx: Ctx, node: dict[str, Any], docs: list[Any], raw: str, mode: str) -> None:
+    state = ctx.state
+    doc = _check_config(node, docs)
+    old = node["config"]
+    if doc["machine"]["type"] != old["machine"]["type"]:
+        raise RPC(
+            "InvalidArgument",
+            "configuration validation failed: 1 error occurred:\n\t* "
+            "machine type can't be changed\n\n",
+        )
+    needs_reboot = doc["machine"].get("install") != old["machine"].get("install")
+    old_text, new_text = mc.encode(old), mc.encode(doc)
+    if mode == "auto":
+        details = (
+            "Applied configuration with a reboot: install configuration changed"
+            if needs_reboot
+            else "Applied configuration without a reboot"
+        )
+    elif mode == "no-reboot":
+        if needs_reboot:
+            raise RPC(
+                "InvalidArgument",
+                "apply configuration requires a reboot: install configuration changed",
+            )
+        details = "Applied configuration without a reboot"
+    elif mode == "reboot":
+        details = "Applied configuration with a reboot"
+    elif mode == "staged":
+        details = "Staged configuration to be applied after the next reboot"
+    else:
+        details = (
+            "Applied configuration without a reboot\nThe config is applied in 'try' mode "
+            f"and will be automatically reverted back in {int(ctx['timeout'] // 60)}m{int(ctx['timeout'] % 60)}s"
+        )
+    if ctx["dry-run"]:
+        ctx.err(
+            f"Dry run summary:\n{details} (skipped in dry-run).\nConfig diff:\n\n{_diff(old_text, new_text)}\n"
+        )
+        return
+    with state.locked():
+        node = N.load(state, node["ip"]) or node
+        settings = state.fleet()["settings"]
+        if mode == "staged":
+            node["staged_config"] = [doc, raw]
+        elif mode == "try":
+            node["config"], node["config_text"] = doc, raw
+            node["timeline"].append(
+                {
+                    "at": now() + ctx["timeout"],
+                    "stage": node["stage"],
+                    "set": {"config": old, "config_text": node.get("config_text")},
+                }
+            )
+        else:
+            node["config"], node["config_text"] = doc, raw
+            if needs_reboot or mode == "reboot":
+                N.schedule(node, N.reboot_steps(settings))
+        N.event(node, "apply-config", mode=mode)
+        N.advance(node, N.stuck_stage(state, node["ip"]))
+        state.save_node(node)
+    ctx.err(details + "\n")
+
+
+# -- bootstrap --------------------------------------------------------------------------------
+@command(
+    "bootstrap",
+    flags=[
+        Flag("recover-from", help="recover etcd state from the snapshot"),
+        Flag(
+            "recover-skip-hash-check",
+            "bool",
+            help="skip integrity check when recovering etcd (use when recovering from data directory copy)",
+        ),
+    ],
+)
+def bootstrap(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    single(conn, "bootstrap")
+
+    def one(node: dict[str, Any]) -> None:
+        state = ctx.state
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            if not N.is_controlplane(node):
+                raise RPC(
+                    "FailedPrecondition", "bootstrap can only be performed on a control plane node"
+                )
+            if node["stage"] not in ("running",):
+                raise RPC("FailedPrecondition", "bootstrap is not available yet")
+            cluster = N.cluster_of(state, node)
+            assert cluster is not None
+            if cluster.get("bootstrapped"):
+                raise RPC("AlreadyExists", "etcd data directory is not empty")
+            cluster.update(
+                {
+                    "bootstrapped": True,
+                    "bootstrap_node": node["ip"],
+                    "bootstrapped_at": now(),
+                    "k8s_ca": node["config"]["cluster"]["ca"],
+                    "kubernetes_version": node.get("kubelet_version"),
+                }
+            )
+            state.save_cluster(cluster)
+            N.event(node, "bootstrap")
+            state.save_node(node)
+
+    for_each(conn, "bootstrap", one, "error executing bootstrap")
+
+
+# -- health -----------------------------------------------------------------------------------
+CHECKS_17 = [
+    "etcd to be healthy",
+    "etcd members to be consistent across nodes",
+    "etcd members to be control plane nodes",
+    "apid to be ready",
+    "all nodes memory sizes",
+    "all nodes disk sizes",
+    "kubelet to be healthy",
+    "all nodes to finish boot sequence",
+    "all k8s nodes to report",
+    "all k8s nodes to report ready",
+    "all control plane static pods to be running",
+    "all control plane components to be ready",
+    "kube-proxy to report ready",
+    "coredns to report ready",
+    "all k8s nodes to report schedulable",
+]
+CHECKS_18 = [
+    "etcd to be healthy",
+    "etcd members to be consistent across nodes",
+    "etcd members to be control plane nodes",
+    "apid to be ready",
+    "all nodes memory sizes",
+    "all nodes disk sizes",
+    "no diagnostics",
+    "kubelet to be healthy",
+    "all nodes to finish boot sequence",
+    "all k8s nodes to report",
+    "all control plane static pods to be running",
+    "all control plane components to be ready",
+    "all k8s nodes to report ready",
+    "kube-proxy to report ready",
+    "coredns to report ready",
+    "all k8s nodes to report schedulable",
+]
+
+
+def _check(state: State, name: str, cps: list[str], workers: list[str]) -> str | None:
+    """None when the check passes, "SKIP" when it does not apply, else the error text."""
+    recs: dict[str, dict[str, Any]] = {ip: N.load(state, ip) or {} for ip in cps + workers}
+    cluster = next(
+        (N.cluster_of(state, r) for r in recs.values() if r and r.get("cluster_id")), None
+    )
+
+    def errs(items: list[str]) -> str | None:
+        return mc.multierror(items).rstrip("\n") if items else None
+
+    if name == "etcd to be healthy":
+        return errs(
+            [
+                f"{ip}: service is not healthy: etcd"
+                for ip in cps
+                if not (recs[ip] and N.etcd_healthy(state, recs[ip], cluster))
+            ]
+        )
+    if name == "etcd members to be control plane nodes":
+        members = {m["ip"] for m in N.members(state, cluster)}
+        if members != set(cps):
+            return (
+                f"etcd member ips {json.dumps(sorted(members))} are not subset of control "
+                f"plane node ips {json.dumps(sorted(cps))}"
+            )
+        return None
+    if name == "apid to be ready":
+        return errs(
+            [
+                f"{ip}: {refused(ip)}"
+                for ip in cps + workers
+                if N.is_unreachable(state, recs[ip] or None)
+            ]
+        )
+    if name in ("kubelet to be healthy", "all nodes to finish boot sequence"):
+        bad = [ip for ip in cps + workers if not recs[ip] or recs[ip]["stage"] != "running"]
+        if name == "kubelet to be healthy":
+            return errs([f"{ip}: service is not healthy: kubelet" for ip in bad])
+        return errs(
+            [f"{ip}: unexpected stage {(recs[ip] or {}).get('stage', 'unknown')!r}" for ip in bad]
+        )
+    if name == "all k8s nodes to report":
+        missing = [
+            N.hostname(recs[ip]) if recs[ip] else ip
+            for ip in cps + workers
+            if not (recs[ip] and cluster and cluster.get("bootstrapped") and recs[ip].get("config"))
+        ]
+        return f"expected nodes not found: {' '.join(missing)}" if missing else None
+    if name == "all k8s nodes to report ready":
+        bad = [
+            N.hostname(recs[ip])
+            for ip in cps + workers
+            if recs[ip] and not N.k8s_ready(recs[ip], cluster)
+        ]
+        return f"some nodes are not ready: {bad}".replace("'", "") if bad else None
+    if name in (
+        "all control plane static pods to be running",
+        "all control plane components to be ready",
+    ):
+        bad = [ip for ip in cps if not (recs[ip] and N.k8s_ready(recs[ip], cluster))]
+        return errs([f"{ip}: static pod kube-apiserver is not running" for ip in bad])
+    if name == "kube-proxy to report ready":
+        cfg = (recs[cps[0]] or {}).get("config") or {} if cps else {}
+        if ((cfg.get("cluster") or {}).get("proxy") or {}).get("disabled"):
+            return "SKIP"
+        return None
+    if name == "all k8s nodes to report schedulable":
+        bad = [
+            N.hostname(recs[ip])
+            for ip in cps + workers
+            if recs[ip] and recs[ip].get("unschedulable")
+        ]
+        return f"some nodes are not schedulable: {bad}".replace("'", "") if bad else None
+    return None
+
+
+@command(
+    "health",
+    flags=[
+        Flag(
+            "wait-timeout",
+            "duration",
+            default=1200.0,
+            help="timeout to wait for the cluster to be ready",
+        ),
+        Flag("control-plane-nodes", "strings", help="specify IPs of control plane nodes"),
+        Flag("worker-nodes", "strings", help="specify IPs of worker nodes"),
+        Flag("init-node", help="specify IPs of init node"),
+        Flag("k8s-endpoint", help="use endpoint instead of kubeconfig default"),
+        Flag("server", "bool", default=True, help="run server-side check"),
+        Flag("run-e2e", "bool", help="run Kubernetes e2e test"),
+    ],
+)
+def health(ctx: Ctx) -> None:
+    if not ctx["server"] or ctx["run-e2e"]:
+        raise Fail("emulator: unsupported flag --server=false/--run-e2e for talosctl health")
+    conn = Conn(ctx, False)
+    ip = single(conn, "health")
+    try:
+        node = conn.target(ip, "health")
+    except RPC as e:
+        raise Fail(f"healthcheck error: {e}") from None
+    state = ctx.state
+    cps, workers = list(ctx["control-plane-nodes"]), list(ctx["worker-nodes"])
+    if ctx["init-node"]:
+        cps.insert(0, ctx["init-node"])
+    if not cps and not workers:
+        for n in state.nodes():
+            if n.get("cluster_id") == node.get("cluster_id"):
+                (cps if N.is_controlplane(n) else workers).append(n["ip"])
+    ctx.err(f"discovered nodes: [{' '.join(json.dumps(x) for x in cps + workers)}]\n")
+    minor = tuple(int(x) for x in node["talos_version"].lstrip("v").split(".")[:2])
+    checks = CHECKS_18 if minor >= (1, 8) else CHECKS_17
+    deadline = time.time() + ctx["wait-timeout"]
+    for name in checks:
+        ctx.err(f"waiting for {name}: ...\n")
+        last = None
+        while True:
+            result = _check(state, name, cps, workers)
+            if result is None or result == "SKIP":
+                ctx.err(f"waiting for {name}: {'OK' if result is None else 'SKIP'}\n")
+                break
+            if result != last:
+                ctx.err(f"waiting for {name}: {result}\n")
+                last = result
+            if time.time() >= deadline:
+                raise Fail(
+                    "healthcheck error: rpc error: code = DeadlineExceeded desc = "
+                    "context deadline exceeded"
+                )
+            time.sleep(min(0.2, max(0.0, deadline - time.time())))
+
+
+# -- kubeconfig -------------------------------------------------------------------------------
+@command(
+    "kubeconfig",
+    nargs=(0, 1),
+    use="talosctl kubeconfig [local-path]",
+    flags=[
+        Flag(
+            "force",
+            "bool",
+            short="f",
+            help="Force overwrite of kubeconfig if already present, force overwrite on kubeconfig merge",
+        ),
+        Flag("force-context-name", help="Force context name for kubeconfig merge"),
+        Flag("merge", "bool", short="m", default=True, help="Merge with existing kubeconfig"),
+    ],
+)
+def kubeconfig(ctx: Ctx) -> None:
+    from . import kubeconfig as kc
+
+    conn = Conn(ctx, False)
+    ip = single(conn, "kubeconfig")
+    try:
+        node = conn.target(ip, "kubeconfig")
+    except RPC as e:
+        raise Fail(f"error copying: 1 error occurred:\n\t* {ip}: {e}\n") from None
+    if not N.is_controlplane(node):
+        raise Fail(
+            f"error copying: 1 error occurred:\n\t* {ip}: rpc error: code = Unknown "
+            "desc = kubeconfig is only available on control plane nodes\n"
+        )
+    kc.write(ctx, node)
+
+
+# -- upgrade / reboot / reset -----------------------------------------------------------------
+def _tracker(
+    ctx: Ctx, ips: list[str], boot_ids: dict[str, str], timeout: float, expect_running: bool = True
+) -> None:
+    """talosctl's action tracker on a non-TTY: `"<node>": <message>` lines on stderr."""
+    state = ctx.state
+    for ip in ips:
+        ctx.err(f'"{ip}": waiting for actor ID\n')
+        ctx.err(f'"{ip}": actor ID: {uuid.uuid4()}\n')
+    deadline = time.time() + timeout
+    last: dict[str, str] = {}
+    done: set[str] = set()
+    while len(done) < len(ips):
+        for ip in ips:
+            if ip in done:
+                continue
+            node = N.load(state, ip)
+            if N.is_unreachable(state, node):
+                msg = "unavailable, retrying..."
+            else:
+                assert node is not None
+                ms = N.machine_status(state, node)
+                unmet = " ".join(
+                    f"{u['name']}:{u['reason']}" for u in ms["status"]["unmetConditions"]
+                )
+                msg = (
+                    f"stage: {node['stage'].upper().replace(' ', '_')} ready: "
+                    f"{str(ms['status']['ready']).lower()} unmetCond: [{unmet}]"
+                )
+                if (
+                    node["stage"] == "running"
+                    and ms["status"]["ready"]
+                    and node["boot_id"] != boot_ids[ip]
+                ):
+                    if last.get(ip) != msg:
+                        ctx.err(f'"{ip}": {msg}\n')
+                    ctx.err(f'"{ip}": events check condition met\n')
+                    ctx.err(f'"{ip}": post check passed\n')
+                    done.add(ip)
+                    continue
+            if last.get(ip) != msg:
+                ctx.err(f'"{ip}": {msg}\n')
+                last[ip] = msg
+        if len(done) < len(ips):
+            if time.time() > deadline:
+                for ip in ips:
+                    if ip not in done:
+                        ctx.err(f'"{ip}": context deadline exceeded\n')
+                raise Fail("", suppress=True)
+            time.sleep(0.1)
+
+
+def _upgrade_checks(state: State, node: dict[str, Any], preserve: bool) -> None:
+    cluster = N.cluster_of(state, node)
+    members = N.members(state, cluster)
+    minor = tuple(int(x) for x in node["talos_version"].lstrip("v").split(".")[:2])
+    prefix = "error validating etcd for upgrade: "
+    if len(members) == 1 and minor < (1, 8) and not preserve:
+        raise RPC(
+            "Unknown",
+            prefix + "only 1 etcd member found; assuming this is not an HA "
+            "setup and refusing to upgrade; if this is a single-node cluster, use "
+            "--preserve to upgrade",
+        )
+    for m in members:
+        if m["stage"] in ("rebooting", "booting", "upgrading", "off"):
+            raise RPC(
+                "Unknown",
+                prefix + f"etcd member {N.member_id(m)} is not started, all "
+                "members must be running to perform an upgrade",
+            )
+        if not N.etcd_healthy(state, m, cluster):
+            raise RPC(
+                "Unknown",
+                prefix + f"etcd member {N.member_id(m)} is not healthy; all members "
+                "must be healthy to perform an upgrade: context deadline exceeded",
+            )
+    if 1 < len(members) < 3:
+        raise RPC(
+            "Unknown",
+            prefix + f"etcd member count({len(members)}) is insufficient to "
+            "maintain quorum if upgrade commences",
+        )
+
+
+def _image_version(image: str) -> str:
+    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+    import re
+
+    if not re.fullmatch(r"v\d+\.\d+\.\d+", tag):
+        raise RPC(
+            "Unknown",
+            f'error validating installer image "{image}": emulator: installer tags must be vX.Y.Z',
+        )
+    return tag
+
+
+@command(
+    "upgrade",
+    flags=[
+        Flag(
+            "image",
+            short="i",
+            default=f"ghcr.io/siderolabs/installer:{TALOSCTL_VERSION}",
+            help="the container image to use for performing the install",
+        ),
+        Flag(
+            "reboot-mode",
+            short="m",
+            default="default",
+            help="select the reboot mode during upgrade",
+        ),
+        Flag("preserve", "bool", short="p", help="preserve data"),
+        Flag("stage", "bool", short="s", help="stage the upgrade to perform it after a reboot"),
+        Flag(
+            "force",
+            "bool",
+            short="f",
+            help="force the upgrade (skip checks on etcd health and members, might lead to data loss)",
+        ),
+        Flag(
+            "insecure",
+            "bool",
+            help="upgrade using the insecure (encrypted with no auth) maintenance service",
+        ),
+        Flag(
+            "wait",
+            "bool",
+            default=True,
+            help="wait for the operation to complete, tracking its progress. always set to true when --debug is set",
+        ),
+        Flag(
+            "debug",
+            "bool",
+            help="debug operation from kernel logs. --wait is set to true when this flag is set",
+        ),
+        Flag(
+            "timeout",
+            "duration",
+            default=1800.0,
+            help="time to wait for the operation is complete if --debug or --wait is set",
+        ),
+    ],
+)
+def upgrade(ctx: Ctx) -> None:
+    if ctx["reboot-mode"] not in ("default", "powercycle"):
+        raise Fail(f"invalid reboot mode: {ctx['reboot-mode']}")
+    wait = ctx["wait"] or ctx["debug"]
+    if wait and ctx["insecure"]:
+        raise Fail("cannot use --wait and --insecure together")
+    if ctx["insecure"]:
+        raise Fail("emulator: unsupported flag --insecure for talosctl upgrade")
+    conn = Conn(ctx, False)
+    state = ctx.state
+    acks: list[tuple[str, str]] = []
+    boot_ids: dict[str, str] = {}
+
+    def one(node: dict[str, Any]) -> None:
+        version = _image_version(ctx["image"])
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            if N.is_controlplane(node) and not ctx["force"]:
+                _upgrade_checks(state, node, ctx["preserve"])
+            boot_ids[node["ip"]] = node["boot_id"]
+            settings = state.fleet()["settings"]
+            if ctx["stage"]:
+                node["staged_upgrade"] = {"image": ctx["image"], "version": version}
+                N.event(node, "upgrade staged", image=ctx["image"])
+            else:
+                seq_fault = N.take_fault(state, node["ip"], "upgrade-sequence", ("error",))
+                rollback = N.take_fault(state, node["ip"], "upgrade", ("rollback",))
+                N.event(node, "upgrade", image=ctx["image"], failed=bool(seq_fault))
+                if seq_fault:
+                    node["upgrade_failure"] = seq_fault.get("message", "sequence failed")
+                    N.schedule(
+                        node,
+                        [
+                            (0.0, "upgrading", {}),
+                            (settings["upgrade_seconds"], "running", {"unschedulable": False}),
+                        ],
+                        reboot=False,
+                    )
+                else:
+                    node["upgrade_failure"] = None
+                    new = node["talos_version"] if rollback else version
+                    N.schedule(
+                        node,
+                        [
+                            (0.0, "upgrading", {"unschedulable": True}),
+                            (settings["upgrade_seconds"], "rebooting", {"talos_version": new}),
+                            (settings["reboot_seconds"], "booting", {}),
+                            (settings["boot_seconds"], "running", {"unschedulable": False}),
+                        ],
+                    )
+            N.advance(node, N.stuck_stage(state, node["ip"]))
+            state.save_node(node)
+        acks.append(
+            (node["ip"], time.strftime("%Y-%m-%d %H:%M:%S.000000000 +0000 UTC", time.gmtime()))
+        )
+
+    if wait and not ctx["stage"]:
+        for ip in conn.nodes:
+            try:
+                one(conn.target(ip, "upgrade"))
+            except RPC as e:
+                ctx.err(f'"{ip}": {e}\n')
+                raise Fail("", suppress=True) from None
+        _upgrade_wait(ctx, conn.nodes, boot_ids)
+        return
+    for_each(conn, "upgrade", one, "error performing upgrade")
+    rows = [["NODE", "ACK", "STARTED"]] + [
+        [ip, "Upgrade request received", t + "   "] for ip, t in acks
+    ]
+    ctx.out(_table(rows))
+
+
+def _upgrade_wait(ctx: Ctx, ips: list[str], boot_ids: dict[str, str]) -> None:
+    state = ctx.state
+    for ip in ips:
+        node = N.load(state, ip)
+        if node and node.get("upgrade_failure"):
+            ctx.err(f'"{ip}": waiting for actor ID\n"{ip}": actor ID: {uuid.uuid4()}\n')
+            ctx.err(f'"{ip}": task: upgrade action: START\n')
+            ctx.err(
+                f'"{ip}": sequence: upgrade action: START error: [code: INTERNAL message: '
+                f"{node['upgrade_failure']}]\n"
+            )
+            ctx.err(f'"{ip}": {node["upgrade_failure"]}\n')
+            raise Fail("", suppress=True)
+    _tracker(ctx, ips, boot_ids, ctx["timeout"])
+
+
+@command(
+    "reboot",
+    flags=[
+        Flag("mode", short="m", default="default", help="select the reboot mode"),
+        Flag(
+            "wait",
+            "bool",
+            default=True,
+            help="wait for the operation to complete, tracking its progress. always set to true when --debug is set",
+        ),
+        Flag(
+            "debug",
+            "bool",
+            help="debug operation from kernel logs. --wait is set to true when this flag is set",
+        ),
+        Flag(
+            "timeout",
+            "duration",
+            default=1800.0,
+            help="time to wait for the operation is complete if --debug or --wait is set",
+        ),
+    ],
+)
+def reboot(ctx: Ctx) -> None:
+    if ctx["mode"] not in ("default", "powercycle"):
+        raise Fail(f'invalid reboot mode: "{ctx["mode"]}"')
+    conn = Conn(ctx, False)
+    state = ctx.state
+    boot_ids: dict[str, str] = {}
+
+    def one(node: dict[str, Any]) -> None:
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            boot_ids[node["ip"]] = node["boot_id"]
+            settings = state.fleet()["settings"]
+            N.event(node, "reboot")
+            rollback = N.take_fault(state, node["ip"], "reboot", ("rollback",))
+            if rollback and node.get("staged_upgrade"):
+                node["staged_upgrade"] = None
+            N.schedule(node, N.reboot_steps(settings, {"unschedulable": False}))
+            N.advance(node, N.stuck_stage(state, node["ip"]))
+            state.save_node(node)
+
+    if ctx["wait"] or ctx["debug"]:
+        for ip in conn.nodes:
+            try:
+                one(conn.target(ip, "reboot"))
+            except RPC as e:
+                ctx.err(f'"{ip}": {e}\n')
+                raise Fail("", suppress=True) from None
+        _tracker(ctx, conn.nodes, boot_ids, ctx["timeout"])
+        return
+    for_each(conn, "reboot", one, "error executing reboot")
+
+
+@command(
+    "reset",
+    flags=[
+        Flag(
+            "graceful",
+            "bool",
+            default=True,
+            help="if true, attempt to cordon/drain node and leave etcd (if applicable)",
+        ),
+        Flag(
+            "reboot",
+            "bool",
+            help="if true, reboot the node after resetting instead of shutting down",
+        ),
+        Flag(
+            "insecure",
+            "bool",
+            help="reset using the insecure (encrypted with no auth) maintenance service",
+        ),
+        Flag(
+            "wipe-mode",
+            default="all",
+            choices=("all", "system-disk", "user-disks"),
+            help="disk reset mode",
+        ),
+        Flag("user-disks-to-wipe", "strings", help="if set, wipes defined devices in the list"),
+        Flag(
+            "system-labels-to-wipe",
+            "strings",
+            help="if set, just wipe selected system disk partitions by label but keep other partitions intact",
+        ),
+        Flag(
+            "wait",
+            "bool",
+            default=True,
+            help="wait for the operation to complete, tracking its progress. always set to true when --debug is set",
+        ),
+        Flag(
+            "debug",
+            "bool",
+            help="debug operation from kernel logs. --wait is set to true when this flag is set",
+        ),
+        Flag(
+            "timeout",
+            "duration",
+            default=1800.0,
+            help="time to wait for the operation is complete if --debug or --wait is set",
+        ),
+    ],
+)
+def reset(ctx: Ctx) -> None:
+    if ctx["wait"] and ctx["insecure"]:
+        raise Fail("cannot use --wait and --insecure together")
+    conn = Conn(ctx, ctx["insecure"])
+    state = ctx.state
+
+    def one(node: dict[str, Any]) -> None:
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            settings = state.fleet()["settings"]
+            wiped = {
+                "config": None,
+                "config_text": None,
+                "cluster_id": None,
+                "kubelet_version": None,
+                "staged_config": None,
+                "staged_upgrade": None,
+                "unschedulable": False,
+                "booted_once": False,
+            }
+            if ctx["reboot"]:
+                N.schedule(
+                    node,
+                    [
+                        (0.0, "resetting", {}),
+                        (0.0, "rebooting", wiped),
+                        (settings["reboot_seconds"], "maintenance", {}),
+                    ],
+                )
+            else:
+                N.schedule(node, [(0.0, "resetting", {}), (0.0, "off", wiped)])
+            N.event(node, "reset", reboot=ctx["reboot"])
+            N.advance(node, N.stuck_stage(state, node["ip"]))
+            state.save_node(node)
+        if ctx["wait"]:
+            ctx.err(f'"{node["ip"]}": events check condition met\n')
+
+    for_each(conn, "reset", one, "error executing reset")
+
+
+# -- upgrade-k8s ------------------------------------------------------------------------------
+def _minor(v: str) -> tuple[int, int]:
+    a = v.lstrip("v").split(".")
+    return int(a[0]), int(a[1])
+
+
+@command(
+    "upgrade-k8s",
+    flags=[
+        Flag("from", help="the Kubernetes control plane version to upgrade from"),
+        Flag("to", default="1.30.0", help="the Kubernetes control plane version to upgrade to"),
+        Flag("endpoint", help="the cluster control plane endpoint"),
+        Flag("dry-run", "bool", help="skip the actual upgrade and show the upgrade plan instead"),
+        Flag("pre-pull-images", "bool", default=True, help="pre-pull images before upgrade"),
+        Flag("upgrade-kubelet", "bool", default=True, help="upgrade kubelet service"),
+        Flag(
+            "with-docs",
+            "bool",
+            default=True,
+            help="patch all machine configs adding the documentation for each field",
+        ),
+        Flag(
+            "with-examples",
+            "bool",
+            default=True,
+            help="patch all machine configs with the commented examples",
+        ),
+        Flag("apiserver-image", help="kube-apiserver image to use"),
+        Flag("controller-manager-image", help="kube-controller-manager image to use"),
+        Flag("scheduler-image", help="kube-scheduler image to use"),
+        Flag("proxy-image", help="kube-proxy image to use"),
+        Flag("kubelet-image", help="kubelet image to use"),
+    ],
+)
+def upgrade_k8s(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    ip = single(conn, "upgrade-k8s")
+    state = ctx.state
+    try:
+        node = conn.target(ip, "upgrade-k8s")
+    except RPC as e:
+        raise Fail(f"error fetching controlplane nodes: {e}") from None
+    cid = node.get("cluster_id")
+    recs = [N.refresh(state, n) for n in state.nodes() if n.get("cluster_id") == cid]
+    cps = [r for r in recs if N.is_controlplane(r)]
+    workers = [r for r in recs if not N.is_controlplane(r)]
+    to = ctx["to"].removeprefix("v")
+    if ctx["from"]:
+        frm = ctx["from"].removeprefix("v")
+    else:
+        frm = min(
+            (r.get("kubelet_version") or "0.0.0" for r in cps),
+            key=lambda v: tuple(int(x) for x in v.split(".")),
+        )
+        ctx.out(f"automatically detected the lowest Kubernetes version {frm}\n")
+    f_minor, t_minor = _minor(frm), _minor(to)
+    if not (t_minor == f_minor or (t_minor[0] == f_minor[0] and t_minor[1] == f_minor[1] + 1)):
+        raise Fail(
+            f"unsupported upgrade path {f_minor[0]}.{f_minor[1]}->{t_minor[0]}.{t_minor[1]} "
+            f'(from "{frm}" to "{to}")'
+        )
+    for r in recs:
+        tmin = ".".join(r["talos_version"].lstrip("v").split(".")[:2])
+        cap = K8S_MAX.get(tmin)
+        if cap and _minor(to) > _minor(cap):
+            raise Fail(
+                f"error creating upgrade path: Kubernetes {to} is not supported by Talos "
+                f"{r['talos_version']} on node {r['ip']} (newest supported: {cap})"
+            )
+    ctx.out(f"discovered controlplane nodes [{' '.join(json.dumps(r['ip']) for r in cps)}]\n")
+    ctx.out(f"discovered worker nodes [{' '.join(json.dumps(r['ip']) for r in workers)}]\n")
+    ctx.out("checking for removed Kubernetes component flags\n")
+    ctx.out("checking for removed Kubernetes API resource versions\n")
+    dry = ctx["dry-run"]
+    if ctx["pre-pull-images"] and not dry:
+        for r in cps:
+            for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                ctx.out(f' > "{r["ip"]}": pre-pulling registry.k8s.io/{comp}:v{to}\n')
+        for r in recs:
+            ctx.out(f' > "{r["ip"]}": pre-pulling ghcr.io/siderolabs/kubelet:v{to}\n')
+    images = {
+        "apiServer": "kube-apiserver",
+        "controllerManager": "kube-controller-manager",
+        "scheduler": "kube-scheduler",
+    }
+    for key, comp in images.items():
+        ctx.out(f'updating "{comp}" to version "{to}"\n')
+        for r in cps:
+            cur = (
+                ((r["config"]["cluster"].get(key) or {}).get("image") or "")
+                .rsplit(":", 1)[-1]
+                .lstrip("v")
+            )
+            ctx.out(f' > "{r["ip"]}": starting update\n')
+            if cur == to:
+                ctx.out(f' > update {comp}: v{cur} -> {to}\n < "{r["ip"]}": successfully updated\n')
+                continue
+            ctx.out(f" > update {comp}: v{cur} -> {to}\n")
+            if dry:
+                ctx.out(" > skipped in dry-run\n")
+                continue
+            _k8s_step(
+                ctx,
+                r["ip"],
+                lambda c, k=key, comp=comp: (
+                    c["cluster"]
+                    .setdefault(k, {})
+                    .update({"image": f"registry.k8s.io/{comp}:v{to}"})
+                ),
+            )
+            ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
+            ctx.out(f' > "{r["ip"]}": waiting for {comp} pod update\n')
+            ctx.out(f' < "{r["ip"]}": successfully updated\n')
+    ctx.out(f'updating kube-proxy to version "{to}"\n')
+    for r in cps:
+        ctx.out(f' > "{r["ip"]}": starting update\n')
+        if dry:
+            ctx.out(" > skipped in dry-run\n")
+            continue
+        _k8s_step(
+            ctx,
+            r["ip"],
+            lambda c: (
+                c["cluster"]
+                .setdefault("proxy", {})
+                .update({"image": f"registry.k8s.io/kube-proxy:v{to}"})
+            ),
+        )
+    if ctx["upgrade-kubelet"]:
+        ctx.out(f'updating kubelet to version "{to}"\n')
+        for r in cps + workers:
+            r = N.load(state, r["ip"]) or r
+            ctx.out(f' > "{r["ip"]}": starting update\n')
+            cur = r.get("kubelet_version") or ""
+            if cur == to:
+                ctx.out(f' < "{r["ip"]}": successfully updated\n')
+                continue
+            ctx.out(f" > update kubelet: {cur} -> {to}\n")
+            if dry:
+                ctx.out(" > skipped in dry-run\n")
+                continue
+            with state.locked():
+                fault = N.take_fault(state, r["ip"], "upgrade-k8s", ("error",))
+            if fault:
+                raise Fail(
+                    f"failed upgrading kubelet: error updating node {r['ip']!r}: "
+                    f"{fault.get('message', 'injected failure')}"
+                )
+
+            def kub(c: dict[str, Any]) -> None:
+                c["machine"].setdefault("kubelet", {})["image"] = (
+                    f"ghcr.io/siderolabs/kubelet:v{to}"
+                )
+
+            _k8s_step(ctx, r["ip"], kub, kubelet=to)
+            ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
+            ctx.out(f' > "{r["ip"]}": waiting for kubelet restart\n')
+            ctx.out(f' > "{r["ip"]}": waiting for node update\n')
+            ctx.out(f' < "{r["ip"]}": successfully updated\n')
+    ctx.out("updating manifests\n")
+    for kind, name in (
+        ("ClusterRole", "system:cloud-controller-manager"),
+        ("ConfigMap", "kube-proxy"),
+    ):
+        ctx.out(f" > processing manifest {kind} {name}\n")
+        ctx.out("(dry-run) < dry run, change skipped\n" if dry else " < no changes\n")
+    if not dry:
+        ctx.out("waiting for all manifests to be applied\n")
+        with state.locked():
+            cl = state.cluster(cid) if cid else None
+            if cl:
+                cl["kubernetes_version"] = to
+                state.save_cluster(cl)
+
+
+def _k8s_step(ctx: Ctx, ip: str, change: Any, kubelet: str | None = None) -> None:
+    state = ctx.state
+    with state.locked():
+        r = N.load(state, ip)
+        assert r is not None
+        change(r["config"])
+        r["config_text"] = mc.encode(r["config"])
+        if kubelet:
+            r["kubelet_version"] = kubelet
+        r["resource_version"] = r.get("resource_version", 1) + 1
+        state.save_node(r)
+
+
+# -- etcd -------------------------------------------------------------------------------------
+def _cp_only(node: dict[str, Any], what: str) -> None:
+    if not N.is_controlplane(node):
+        raise RPC("Unimplemented", f"{what} is only available on control plane nodes")
+
+
+@command("etcd snapshot", nargs=(1, 1), use="talosctl etcd snapshot <path>")
+def etcd_snapshot(ctx: Ctx) -> None:
+    import hashlib
+    import os
+
+    conn = Conn(ctx, False)
+    ip = single(conn, "etcd snapshot")
+    try:
+        node = conn.target(ip, "etcd snapshot")
+        _cp_only(node, "etcd snapshot")
+        cluster = N.cluster_of(ctx.state, node)
+        if not N.etcd_healthy(ctx.state, node, cluster):
+            raise RPC("Unknown", "failed to create etcd client: etcd is not running")
+    except RPC as e:
+        raise Fail(f"error reading file: {e}") from None
+    assert cluster is not None
+    body = json.dumps(
+        {
+            "talosim": "etcd snapshot",
+            "cluster": cluster["name"],
+            "taken": now(),
+            "members": [m["ip"] for m in N.members(ctx.state, cluster)],
+            "kubernetes_version": cluster.get("kubernetes_version"),
+        }
+    ).encode()
+    data = body + b"\0" * (4096 - len(body) % 4096)
+    data += hashlib.sha256(data).digest()
+    path = ctx.args[0]
+    part = path + ".part"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    ctx.out(f'etcd snapshot saved to "{path}" ({len(data)} bytes)\n')
+    ctx.out(
+        f"snapshot info: hash {hashlib.sha256(data).hexdigest()[:8]}, revision "
+        f"{int(now()) % 100000}, total keys {len(N.members(ctx.state, cluster)) * 100}, "
+        f"total size {len(data)}\n"
+    )
+
+
+@command("etcd members")
+def etcd_members(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    rows = [["NODE", "ID", "HOSTNAME", "PEER URLS", "CLIENT URLS", "LEARNER"]]
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node = conn.target(ip, "etcd members")
+            _cp_only(node, "member list")
+            cluster = N.cluster_of(ctx.state, node)
+            if not N.etcd_healthy(ctx.state, node, cluster):
+                raise RPC("Unknown", "etcd is not running")
+        except RPC as e:
+            errs.append(f"{ip}: {e}")
+            continue
+        for m in N.members(ctx.state, cluster):
+            rows.append(
+                [
+                    ip,
+                    N.member_id(m),
+                    N.hostname(m),
+                    f"https://{m['ip']}:2380",
+                    f"https://{m['ip']}:2379",
+                    "false",
+                ]
+            )
+    if errs:
+        raise Fail("error getting members: " + multierror(errs).rstrip("\n"))
+    ctx.out(_table(rows))
+
+
+@command("etcd status")
+def etcd_status(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    rows = [
+        [
+            "NODE",
+            "MEMBER",
+            "DB SIZE",
+            "IN USE",
+            "LEADER",
+            "RAFT INDEX",
+            "RAFT TERM",
+            "RAFT APPLIED INDEX",
+            "LEARNER",
+            "ERRORS",
+        ]
+    ]
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node = conn.target(ip, "etcd status")
+            _cp_only(node, "etcd status")
+            cluster = N.cluster_of(ctx.state, node)
+            if not N.etcd_healthy(ctx.state, node, cluster):
+                raise RPC("Unknown", "etcd is not running")
+        except RPC as e:
+            errs.append(f"{ip}: {e}")
+            continue
+        assert cluster is not None
+        mem = N.members(ctx.state, cluster)
+        leader = mem[0] if mem else node
+        rows.append(
+            [
+                ip,
+                N.member_id(node),
+                "12 MB",
+                "7.0 MB (58.21%)",
+                N.member_id(leader or node),
+                "1234",
+                "2",
+                "1234",
+                "false",
+                "",
+            ]
+        )
+    if errs:
+        raise Fail("error getting status: " + multierror(errs).rstrip("\n"))
+    ctx.out(_table(rows))

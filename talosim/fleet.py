@@ -1,0 +1,250 @@
+"""Emulator-only commands: create and inspect the fleet of machines, inject faults."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import uuid
+from typing import Any
+
+from . import TALOSCTL_VERSION
+from . import nodes as N
+from .cli import Ctx, Fail, command
+from .commands_gen import _table
+from .flags import Flag
+
+
+def expand(spec: str) -> list[str]:
+    """'127.0.10.1-127.0.10.5', '127.0.10.1-5' or comma lists of those."""
+    out: list[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            start = ipaddress.ip_address(a)
+            end = (
+                ipaddress.ip_address(b)
+                if "." in b or ":" in b
+                else ipaddress.ip_address(a.rsplit(".", 1)[0] + "." + b)
+            )
+            if int(end) < int(start) or int(end) - int(start) > 1024:
+                raise Fail(f"invalid node range {part!r}")
+            out += [str(ipaddress.ip_address(i)) for i in range(int(start), int(end) + 1)]
+        else:
+            out.append(str(ipaddress.ip_address(part)))
+    return out
+
+
+@command(
+    "fleet create",
+    flags=[
+        Flag(
+            "nodes", "strings", help="node addresses: 127.0.10.1-127.0.10.5, 127.0.10.1-5 or a list"
+        ),
+        Flag(
+            "controlplanes",
+            "strings",
+            help="addresses meant to be control planes (to catch a wrong-role apply)",
+        ),
+        Flag("disk", "array", help="disk of every node, PATH:SIZE (default /dev/nvme0n1:500GB)"),
+        Flag(
+            "talos-version",
+            default=TALOSCTL_VERSION,
+            help="Talos version the nodes boot (maintenance ISO)",
+        ),
+        Flag("install-seconds", "duration", default=0.0, help="time spent installing"),
+        Flag(
+            "reboot-seconds", "duration", default=0.0, help="time spent rebooting (API unreachable)"
+        ),
+        Flag("boot-seconds", "duration", default=0.0, help="time spent booting"),
+        Flag("upgrade-seconds", "duration", default=0.0, help="time spent in stage upgrading"),
+        Flag(
+            "kubeapi-idle-seconds",
+            "duration",
+            default=600.0,
+            help="emulated API server stops after this idle time",
+        ),
+    ],
+)
+def fleet_create(ctx: Ctx) -> None:
+    ips = expand(",".join(ctx["nodes"] + ctx.args))
+    if not ips:
+        raise Fail('required flag(s) "nodes" not set')
+    cps = set(expand(",".join(ctx["controlplanes"])))
+    disks = []
+    for d in ctx["disk"] or ["/dev/nvme0n1:500GB"]:
+        path, _, size = d.partition(":")
+        disks.append({"path": path, "size": size or "500GB"})
+    state = ctx.state
+    with state.locked():
+        fleet: dict[str, Any] = state.fleet() if state.exists else {"id": str(uuid.uuid4())}
+        fleet["settings"] = {
+            **fleet.get("settings", {}),
+            "install_seconds": ctx["install-seconds"],
+            "reboot_seconds": ctx["reboot-seconds"],
+            "boot_seconds": ctx["boot-seconds"],
+            "upgrade_seconds": ctx["upgrade-seconds"],
+            "kubeapi_idle_seconds": ctx["kubeapi-idle-seconds"],
+        }
+        state.save_fleet(fleet)
+        for ip in ips:
+            if state.node(ip) is not None:
+                raise Fail(f"node {ip} already exists in {state.root}; `fleet destroy` first")
+        for ip in ips:
+            role = ("controlplane" if ip in cps else "worker") if cps else None
+            state.save_node(N.new_node(ip, disks, ctx["talos-version"], role))
+    ctx.out(f"created {len(ips)} node(s) in maintenance mode: {', '.join(ips)}\n")
+
+
+@command("fleet list", flags=[Flag("output", short="o", default="table", help="table or json")])
+def fleet_list(ctx: Ctx) -> None:
+    state = ctx.state
+    recs = [N.refresh(state, n) for n in state.nodes()]
+    if ctx["output"] == "json":
+        ctx.out(
+            json.dumps(
+                [
+                    {
+                        "ip": n["ip"],
+                        "stage": n["stage"],
+                        "talos_version": n["talos_version"],
+                        "type": N.machine_type(n),
+                        "hostname": N.hostname(n),
+                        "cluster_id": n.get("cluster_id"),
+                        "role_mismatch": n.get("role_mismatch"),
+                        "events": n["events"],
+                    }
+                    for n in recs
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
+        return
+    rows = [["NODE", "STAGE", "TALOS", "TYPE", "HOSTNAME", "KUBELET"]]
+    for n in recs:
+        rows.append(
+            [
+                n["ip"],
+                n["stage"],
+                n["talos_version"],
+                N.machine_type(n) or "-",
+                N.hostname(n),
+                n.get("kubelet_version") or "-",
+            ]
+        )
+    ctx.out(_table(rows))
+
+
+@command("fleet destroy")
+def fleet_destroy(ctx: Ctx) -> None:
+    from . import kubeapi
+
+    state = ctx.state
+    if not state.root.exists():
+        return
+    for c in state.clusters():
+        kubeapi.stop(state, c["id"])
+    shutil.rmtree(state.root)
+
+
+@command("fleet power-on", nargs=(1, None))
+def fleet_power_on(ctx: Ctx) -> None:
+    state = ctx.state
+    with state.locked():
+        for ip in ctx.args:
+            node = N.load(state, ip)
+            if node is None:
+                raise Fail(f"no node {ip}")
+            if node["stage"] == "off":
+                N.schedule(node, [(0.0, "booting", {}), (0.0, "maintenance", {})])
+                N.advance(node)
+                state.save_node(node)
+
+
+KINDS = ("error", "hang", "unreachable", "stuck", "etcd-down", "rollback")
+
+
+@command(
+    "fault add",
+    flags=[
+        Flag("node", help="node address, or * for all"),
+        Flag("kind", help=f"one of {', '.join(KINDS)}"),
+        Flag(
+            "command",
+            default="*",
+            help="talosctl command it applies to (apply-config, upgrade, upgrade-sequence, ...)",
+        ),
+        Flag("times", "int", default=-1, help="how many times it fires (-1: until cleared)"),
+        Flag("message", help="error text (kind error)"),
+        Flag("code", default="Unknown", help="gRPC code of the error (kind error)"),
+        Flag("seconds", "duration", default=0.0, help="how long to hang (kind hang)"),
+        Flag("stage", help="stage the node gets stuck in (kind stuck)"),
+    ],
+)
+def fault_add(ctx: Ctx) -> None:
+    if ctx["kind"] not in KINDS:
+        raise Fail(f"--kind must be one of {', '.join(KINDS)}")
+    if not ctx["node"]:
+        raise Fail('required flag(s) "node" not set')
+    if ctx["kind"] == "stuck" and not ctx["stage"]:
+        raise Fail("--kind stuck needs --stage")
+    state = ctx.state
+    with state.locked():
+        faults = state.faults()
+        fid = str(uuid.uuid4())[:8]
+        faults.append(
+            {
+                "id": fid,
+                "node": ctx["node"],
+                "kind": ctx["kind"],
+                "command": ctx["command"],
+                "times": ctx["times"],
+                "message": ctx["message"] or "injected failure",
+                "code": ctx["code"],
+                "seconds": ctx["seconds"],
+                "stage": ctx["stage"],
+            }
+        )
+        state.save_faults(faults)
+    ctx.out(fid + "\n")
+
+
+@command("fault list")
+def fault_list(ctx: Ctx) -> None:
+    ctx.out(json.dumps(ctx.state.faults(), indent=2) + "\n")
+
+
+@command("fault clear", nargs=(0, None))
+def fault_clear(ctx: Ctx) -> None:
+    state = ctx.state
+    with state.locked():
+        faults = state.faults()
+        keep = [f for f in faults if ctx.args and f["id"] not in ctx.args]
+        state.save_faults(keep)
+
+
+@command(
+    "kubeapi serve",
+    flags=[
+        Flag("cluster-id", help="cluster id (file name under clusters/)"),
+        Flag("host", help="loopback address to listen on"),
+        Flag("port", "int", default=6443, help="port"),
+    ],
+)
+def kubeapi_serve(ctx: Ctx) -> None:
+    from . import kubeapi
+
+    kubeapi.serve(ctx.state, ctx["cluster-id"], ctx["host"], ctx["port"])
+
+
+@command("kubeapi stop", flags=[Flag("cluster-id", help="cluster id; all when omitted")])
+def kubeapi_stop(ctx: Ctx) -> None:
+    from . import kubeapi
+
+    for c in ctx.state.clusters():
+        if not ctx["cluster-id"] or c["id"] == ctx["cluster-id"]:
+            kubeapi.stop(ctx.state, c["id"])

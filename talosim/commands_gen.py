@@ -197,7 +197,7 @@ def gen_config(ctx: Ctx) -> None:
         raise Fail("at least one output type must be specified")
     bad = [t for t in types if t not in ("controlplane", "worker", "talosconfig")]
     if bad:
-        raise Fail(mc.multierror([f'invalid output type: "{t}"' for t in bad]).rstrip("\n"))
+        raise Fail(mc.multierror([f'invalid output type: "{t}"' for t in bad]))
     out = ctx["output"]
     if out == "-" and len(types) > 1:
         raise Fail("can't use multiple output types with stdout")
@@ -446,7 +446,7 @@ def validate(ctx: Ctx) -> None:
     for w in warnings:
         ctx.err(f"WARNING: {w}\n")
     if errors:
-        raise Fail(mc.multierror(errors).rstrip("\n"))
+        raise Fail(mc.multierror(errors))
     ctx.out(f"{path} is valid for {ctx['mode']} mode\n")
 
 

@@ -64,7 +64,8 @@ CERT_REQUIRED = RPC(
 
 
 def multierror(errs: list[str]) -> str:
-    return mc.multierror(errs).rstrip("\n") + "\n"
+    """hashicorp/go-multierror's text, blank line at the end included."""
+    return mc.multierror(errs)
 
 
 # -- connection -------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def for_each(conn: Conn, command: str, fn: Any, wrap: str) -> None:
                 raise Fail(f"{wrap}: {e}") from None
             errs.append(f"{conn.label(ip)}{e}")
     if errs:
-        raise Fail(f"{wrap}: " + multierror(errs).rstrip("\n"))
+        raise Fail(f"{wrap}: " + multierror(errs))
 
 
 def single(conn: Conn, name: str) -> str:
@@ -404,7 +405,7 @@ def get(ctx: Ctx) -> None:
             )
     _print_resources(ctx, kind, fmt, results)
     if errs:
-        raise Fail(multierror(errs).rstrip("\n"))
+        raise Fail(multierror(errs))
 
 
 def _cells(kind: str, s: dict[str, Any]) -> list[str]:
@@ -504,7 +505,7 @@ def version(ctx: Ctx) -> None:
         ok += 1
         ctx.out(_version_block(node["talos_version"], ip))
     if errs and not ok:
-        raise Fail("error getting version: " + multierror(errs).rstrip("\n"))
+        raise Fail("error getting version: " + multierror(errs))
     if errs:
         ctx.err("WARNING: " + multierror(errs))
 
@@ -1642,7 +1643,7 @@ def etcd_members(ctx: Ctx) -> None:
                 ]
             )
     if errs:
-        raise Fail("error getting members: " + multierror(errs).rstrip("\n"))
+        raise Fail("error getting members: " + multierror(errs))
     ctx.out(_table(rows))
 
 
@@ -1692,5 +1693,5 @@ def etcd_status(ctx: Ctx) -> None:
             ]
         )
     if errs:
-        raise Fail("error getting status: " + multierror(errs).rstrip("\n"))
+        raise Fail("error getting status: " + multierror(errs))
     ctx.out(_table(rows))

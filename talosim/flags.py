@@ -62,6 +62,14 @@ def format_duration(seconds: float) -> str:
     return f"{sec}s"
 
 
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_bool(v: str, flag: str) -> bool:
     if v in ("1", "t", "T", "true", "TRUE", "True"):
         return True
@@ -97,9 +105,12 @@ def _set(f: Flag, raw: str, values: dict[str, Any], changed: set[str]) -> None:
         if f.name not in changed:
             values[f.name] = []
         values[f.name].append(raw)
-    elif f.kind == "duration":
+    elif f.kind in ("duration", "seconds"):
         try:
-            values[f.name] = parse_duration(raw)
+            # "seconds" flags (the emulator's own) also take a bare number of seconds
+            values[f.name] = (
+                float(raw) if f.kind == "seconds" and _is_number(raw) else parse_duration(raw)
+            )
         except ValueError as e:
             raise FlagError(f'invalid argument "{raw}" for "{_display(f)}" flag: {e}') from None
     elif f.kind == "int":
@@ -192,12 +203,13 @@ def usage_block(use: str, flags: list[Flag], global_flags: list[Flag], aliases: 
                     "array": " stringArray",
                     "duration": " duration",
                     "int": " int",
+                    "seconds": " seconds",
                 }.get(f.kind, " string")
             d = f.default
             dflt = ""
             if f.kind == "bool" and d:
                 dflt = " (default true)"
-            elif f.kind == "duration" and d is not None:
+            elif f.kind in ("duration", "seconds") and d is not None:
                 dflt = f" (default {format_duration(d)})"
             elif f.kind not in ("bool", "strings", "array") and d not in (None, ""):
                 dflt = f' (default "{d}")' if f.kind == "string" else f" (default {d})"

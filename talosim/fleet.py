@@ -55,15 +55,15 @@ def expand(spec: str) -> list[str]:
             default=TALOSCTL_VERSION,
             help="Talos version the nodes boot (maintenance ISO)",
         ),
-        Flag("install-seconds", "duration", default=0.0, help="time spent installing"),
+        Flag("install-seconds", "seconds", default=0.0, help="time spent installing"),
         Flag(
-            "reboot-seconds", "duration", default=0.0, help="time spent rebooting (API unreachable)"
+            "reboot-seconds", "seconds", default=0.0, help="time spent rebooting (API unreachable)"
         ),
-        Flag("boot-seconds", "duration", default=0.0, help="time spent booting"),
-        Flag("upgrade-seconds", "duration", default=0.0, help="time spent in stage upgrading"),
+        Flag("boot-seconds", "seconds", default=0.0, help="time spent booting"),
+        Flag("upgrade-seconds", "seconds", default=0.0, help="time spent in stage upgrading"),
         Flag(
             "kubeapi-idle-seconds",
-            "duration",
+            "seconds",
             default=600.0,
             help="emulated API server stops after this idle time",
         ),
@@ -181,7 +181,7 @@ KINDS = ("error", "hang", "unreachable", "stuck", "etcd-down", "rollback")
         Flag("times", "int", default=-1, help="how many times it fires (-1: until cleared)"),
         Flag("message", help="error text (kind error)"),
         Flag("code", default="Unknown", help="gRPC code of the error (kind error)"),
-        Flag("seconds", "duration", default=0.0, help="how long to hang (kind hang)"),
+        Flag("seconds", "seconds", default=0.0, help="how long to hang (kind hang)"),
         Flag("stage", help="stage the node gets stuck in (kind stuck)"),
     ],
 )

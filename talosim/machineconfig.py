@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
-from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 V1ALPHA1_KEYS = ("machine", "cluster", "debug", "persist")
@@ -49,6 +49,8 @@ def _literal(node: Any) -> Any:
         return [_literal(v) for v in node]
     if isinstance(node, str) and "\n" in node:
         return LiteralScalarString(node)
+    if node == "" and isinstance(node, str):
+        return DoubleQuotedScalarString("")  # yaml.v3 writes empty strings as ""
     return node
 
 
@@ -142,6 +144,36 @@ def _unknown(
         kept = [u for u in items if u is not None]
         return kept or None
     return None
+
+
+def coerce_strings(doc: Any, contract: tuple[int, int]) -> Any:
+    """Scalars decoded into Go string fields become strings, as yaml.v3 does (`true` -> "true")."""
+    root = schema(contract)
+    return _coerce(doc, root["$defs"]["v1alpha1.Config"], root)
+
+
+def _coerce(node: Any, s: dict[str, Any], root: dict[str, Any]) -> Any:
+    s = _resolve(s, root)
+    if isinstance(node, dict):
+        props = s.get("properties") or {}
+        pattern = s.get("patternProperties") or {}
+        addl = s.get("additionalProperties")
+        out = {}
+        for k, v in node.items():
+            sub = (
+                props.get(k)
+                or (next(iter(pattern.values())) if pattern else None)
+                or (addl if isinstance(addl, dict) else None)
+            )
+            out[k] = _coerce(v, sub, root) if sub else v
+        return out
+    if isinstance(node, list) and isinstance(s.get("items"), dict):
+        return [_coerce(v, s["items"], root) for v in node]
+    if s.get("type") == "string" and isinstance(node, bool):
+        return "true" if node else "false"
+    if s.get("type") == "string" and isinstance(node, int | float):
+        return str(node)
+    return node
 
 
 def check_unknown(doc: dict[str, Any], contract: tuple[int, int], allow_delete: bool) -> None:

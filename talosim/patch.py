@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonpatch
 
-from .machineconfig import ConfigError, check_unknown, decode_docs, is_v1alpha1
+from .machineconfig import ConfigError, check_unknown, coerce_strings, decode_docs, is_v1alpha1
 
 REPLACE_LISTS = {
     ("cluster", "network", "podSubnets"),
@@ -59,6 +59,7 @@ def load_patch(spec: str, contract: tuple[int, int]) -> Patch:
                 check_unknown(d, contract, allow_delete)
             elif "kind" not in d:
                 raise ConfigError("missing kind")
+        docs = [coerce_strings(d, contract) if is_v1alpha1(d) else d for d in docs]
         return Patch("strategic", docs=docs)
     except ConfigError as e:
         strategic_err = e

@@ -43,7 +43,7 @@ def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, indent=1)  # keep order: configs are re-encoded in field order
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -52,7 +52,7 @@ def test_v3_patches_carry_the_reference_settings() -> None:
     assert al["cluster"]["proxy"]["disabled"] is True
     assert al["machine"]["install"]["disk"] == "/dev/nvme0n1"
     assert al["machine"]["install"]["extraKernelArgs"] == ["cpufreq.default_governor=performance"]
-    assert al["machine"]["kubelet"]["extraArgs"]["rotate-server-certificates"] is True
+    assert al["machine"]["kubelet"]["extraArgs"]["rotate-server-certificates"] == "true"
     assert al["machine"]["kubelet"]["extraMounts"] == [
         {
             "destination": "/var/mnt",

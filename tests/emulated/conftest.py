@@ -1,0 +1,55 @@
+"""Fixtures: emulated fleets in temp folders, built once per session and copied per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sim import Sim, build_cluster
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Sim]:
+    s = Sim(tmp_path / "sim")
+    yield s
+    s.destroy()
+
+
+@pytest.fixture
+def fleet(sim: Sim) -> Sim:
+    sim.ok("fleet", "create", "--nodes", "127.0.10.1-5", "--controlplanes", "127.0.10.1-3")
+    return sim
+
+
+@pytest.fixture(scope="session")
+def _configured_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    s = Sim(tmp_path_factory.mktemp("tpl") / "configured")
+    build_cluster(s, bootstrap=False)
+    yield s
+    s.destroy()
+
+
+@pytest.fixture(scope="session")
+def _cluster_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    s = Sim(tmp_path_factory.mktemp("tpl") / "cluster")
+    build_cluster(s)
+    yield s
+    s.destroy()
+
+
+@pytest.fixture
+def configured(_configured_template: Sim, tmp_path: Path) -> Iterator[Sim]:
+    """Five nodes running demo's config, etcd not bootstrapped."""
+    s = _configured_template.copy_to(tmp_path / "sim")
+    yield s
+    s.destroy()
+
+
+@pytest.fixture
+def cluster(_cluster_template: Sim, tmp_path: Path) -> Iterator[Sim]:
+    """A bootstrapped, healthy 3+2 cluster."""
+    s = _cluster_template.copy_to(tmp_path / "sim")
+    yield s
+    s.destroy()

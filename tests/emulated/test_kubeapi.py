@@ -1,0 +1,231 @@
+"""The emulated Kubernetes API, driven by the real kubectl (no fake kubectl exists here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sim import CPS, Sim
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+def kubectl(sim: Sim, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    assert KUBECTL is not None
+    return subprocess.run(
+        [KUBECTL, "--kubeconfig", str(sim.cwd / "kc"), *args],
+        cwd=sim.cwd,
+        env=sim.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def kube(cluster: Sim) -> Sim:
+    cluster.ok(*cluster.tc("kubeconfig", "kc", "-n", CPS[0]))
+    return cluster
+
+
+def _server(sim: Sim) -> str:
+    return next(
+        line.split("server: ")[1]
+        for line in (sim.cwd / "kc").read_text().splitlines()
+        if "server: " in line
+    )
+
+
+def test_kubeconfig_points_at_loopback_whatever_the_endpoint(kube: Sim) -> None:
+    assert _server(kube).startswith("https://127.")
+    assert _server(kube).endswith(":6443")
+    assert "127.0.10.100" not in _server(kube)
+
+
+def test_get_nodes_json_lists_every_node_ready_at_the_kubelet_version(kube: Sim) -> None:
+    r = kubectl(kube, "get", "nodes", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    items = json.loads(r.stdout)["items"]
+    assert sorted(i["status"]["addresses"][0]["address"] for i in items) == [
+        f"127.0.10.{i}" for i in range(1, 6)
+    ]
+    for i in items:
+        ready = next(c for c in i["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        assert i["status"]["nodeInfo"]["kubeletVersion"] == "v1.30.0"
+
+
+def test_get_nodes_wide_prints_the_columns_kubectl_users_expect(kube: Sim) -> None:
+    r = kubectl(kube, "get", "nodes", "-o", "wide")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "STATUS",
+        "ROLES",
+        "AGE",
+        "VERSION",
+        "INTERNAL-IP",
+        "EXTERNAL-IP",
+        "OS-IMAGE",
+        "KERNEL-VERSION",
+        "CONTAINER-RUNTIME",
+    ]
+    cp = next(line for line in lines if "127.0.10.1 " in line).split()
+    assert cp[1:3] == ["Ready", "control-plane"]
+    assert cp[4:] == [
+        "v1.30.0",
+        "127.0.10.1",
+        "<none>",
+        "Talos",
+        "(v1.7.0)",
+        "6.6.28-talos",
+        "containerd://1.7.15",
+    ]
+
+
+def test_wait_for_ready_returns_when_the_node_is_ready(kube: Sim) -> None:
+    name = kubectl(kube, "get", "nodes", "-o", "name").stdout.split()[0]
+    r = kubectl(kube, "wait", "--for=condition=Ready", name, "--timeout=10s")
+    assert r.returncode == 0, r.stderr
+    assert "condition met" in r.stdout
+
+
+def test_cordon_and_uncordon_change_schedulability(kube: Sim) -> None:
+    name = kubectl(kube, "get", "nodes", "-o", "name").stdout.split()[0]
+    assert kubectl(kube, "cordon", name).returncode == 0
+    assert "SchedulingDisabled" in kubectl(kube, "get", name).stdout
+    assert kubectl(kube, "uncordon", name).returncode == 0
+    assert "SchedulingDisabled" not in kubectl(kube, "get", name).stdout
+
+
+def test_version_reports_the_cluster_kubernetes_version(kube: Sim) -> None:
+    r = kubectl(kube, "version", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["serverVersion"]["gitVersion"] == "v1.30.0"
+
+
+def test_control_plane_static_pods_are_listed_in_kube_system(kube: Sim) -> None:
+    r = kubectl(kube, "get", "pods", "-n", "kube-system", "-o", "json")
+    names = [p["metadata"]["name"] for p in json.loads(r.stdout)["items"]]
+    assert sum(n.startswith("kube-apiserver-") for n in names) == 3
+
+
+def test_foreign_client_certificate_is_refused(kube: Sim, tmp_path: Path) -> None:
+    other = Sim(tmp_path / "other")
+    other.ok("gen", "secrets", "-o", "s.yaml")
+    other.ok(
+        "gen", "config", "x", "https://127.0.10.100:6443", "--with-secrets", "s.yaml", "-o", "out"
+    )
+    import yaml
+
+    from talosim import pki
+
+    bundle = yaml.safe_load((other.cwd / "s.yaml").read_text())["certs"]["k8s"]
+    crt, key = pki.issue(
+        pki.unb64(bundle["crt"]),
+        pki.unb64(bundle["key"]),
+        kind="ec",
+        cn="admin",
+        org="system:masters",
+        client=True,
+    )
+    cfg = yaml.safe_load((kube.cwd / "kc").read_text())
+    cfg["users"][0]["user"] = {
+        "client-certificate-data": pki.b64(crt),
+        "client-key-data": pki.b64(key),
+    }
+    (kube.cwd / "kc").write_text(yaml.safe_dump(cfg))
+    r = kubectl(kube, "get", "nodes", timeout=30)
+    assert r.returncode != 0
+    assert "Ready" not in r.stdout
+
+
+def test_request_without_client_certificate_is_unauthorized(kube: Sim) -> None:
+    import base64
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    cfg = yaml.safe_load((kube.cwd / "kc").read_text())
+    ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    url = urlsplit(_server(kube))
+    ctx = ssl.create_default_context(cadata=ca)
+    conn = http.client.HTTPSConnection(url.hostname, url.port, context=ctx, timeout=10)
+    conn.request("GET", "/api/v1/nodes")
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.status == 401
+    assert body["reason"] == "Unauthorized"
+
+
+def test_readiness_follows_an_emulated_upgrade(kube: Sim) -> None:
+    fleet = json.loads((kube.state / "fleet.json").read_text())
+    fleet["settings"].update({"upgrade_seconds": 1.0, "reboot_seconds": 1.5, "boot_seconds": 0.5})
+    (kube.state / "fleet.json").write_text(json.dumps(fleet))
+    kube.ok(
+        *kube.tc(
+            "upgrade",
+            "-n",
+            "127.0.10.4",
+            "--image",
+            "ghcr.io/siderolabs/installer:v1.7.4",
+            "--wait=false",
+        )
+    )
+    statuses = set()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = kubectl(kube, "get", "nodes", "-o", "wide")
+        row = next(line for line in r.stdout.splitlines() if "127.0.10.4 " in line).split()
+        statuses.add(row[1])
+        if row[1] == "Ready" and "(v1.7.4)" in row:
+            break
+        time.sleep(0.2)
+    assert "NotReady,SchedulingDisabled" in statuses, statuses
+    assert row[1] == "Ready" and "(v1.7.4)" in row
+
+
+def test_server_never_binds_a_non_loopback_address(kube: Sim) -> None:
+    info = json.loads(next((kube.state / "kubeapi").glob("*.json")).read_text())
+    assert info["host"].startswith("127.")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "talosim",
+            "kubeapi",
+            "serve",
+            "--cluster-id",
+            "x",
+            "--host",
+            "0.0.0.0",
+        ],
+        env=kube.env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert r.returncode != 0
+    assert "loopback only" in r.stderr
+
+
+def test_fleet_destroy_stops_the_api_server(kube: Sim) -> None:
+    info = json.loads(next((kube.state / "kubeapi").glob("*.json")).read_text())
+    kube.ok("fleet", "destroy")
+    time.sleep(0.3)
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(info["pid"], 0)

@@ -1,0 +1,107 @@
+"""Helpers to drive talosim as a separate program, the way talosprov drives talosctl."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+TALOSCTL = str(ROOT / "talosim" / "bin" / "talosctl")
+
+
+class Sim:
+    """A state folder, a HOME and a working directory for emulated talosctl runs."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.state = base / ".talosim"
+        self.home = base / "home"
+        self.cwd = base / "work"
+        for d in (self.home, self.cwd):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TALOS", "KUBECONFIG"))}
+        env.update(
+            {"TALOSIM_STATE": str(self.state), "HOME": str(self.home), "PYTHONPATH": str(ROOT)}
+        )
+        return env
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, TALOSCTL, *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        r = self.run(*args, timeout=timeout)
+        assert r.returncode == 0, f"talosctl {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def tc(self, *args: str) -> list[str]:
+        """Common flags for a call to the installed cluster."""
+        return ["--talosconfig", str(self.cwd / "out" / "talosconfig"), *args]
+
+    def destroy(self) -> None:
+        if self.state.exists():
+            self.run("fleet", "destroy")
+
+    def copy_to(self, dest: Path) -> Sim:
+        shutil.copytree(
+            self.base, dest, symlinks=True, ignore=shutil.ignore_patterns("kubeapi", "*.lock")
+        )
+        return Sim(dest)
+
+
+CPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
+WORKERS = ["127.0.10.4", "127.0.10.5"]
+
+
+def build_cluster(sim: Sim, *, bootstrap: bool = True, talos: str = "v1.7.0") -> None:
+    """A 3+2 cluster named demo, configured (and bootstrapped) on talosim."""
+    sim.ok(
+        "fleet",
+        "create",
+        "--nodes",
+        "127.0.10.1-5",
+        "--controlplanes",
+        ",".join(CPS),
+        "--talos-version",
+        talos,
+    )
+    sim.ok("gen", "secrets", "-o", "secrets.yaml", "--talos-version", talos)
+    sim.ok(
+        "gen",
+        "config",
+        "demo",
+        "https://127.0.10.100:6443",
+        "--with-secrets",
+        "secrets.yaml",
+        "--install-disk",
+        "/dev/nvme0n1",
+        "--install-image",
+        f"ghcr.io/siderolabs/installer:{talos}",
+        "--talos-version",
+        talos,
+        "-o",
+        "out",
+        "--with-docs=false",
+        "--with-examples=false",
+    )
+    for ip in CPS:
+        sim.ok("apply-config", "--insecure", "-n", ip, "-f", "out/controlplane.yaml")
+    for ip in WORKERS:
+        sim.ok("apply-config", "--insecure", "-n", ip, "-f", "out/worker.yaml")
+    sim.ok(*sim.tc("config", "endpoint", *CPS))
+    if bootstrap:
+        sim.ok(*sim.tc("bootstrap", "-n", CPS[0]))

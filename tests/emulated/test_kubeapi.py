@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -193,7 +194,8 @@ def test_readiness_follows_an_emulated_upgrade(kube: Sim) -> None:
             break
         time.sleep(0.2)
     assert "NotReady,SchedulingDisabled" in statuses, statuses
-    assert row[1] == "Ready" and "(v1.7.4)" in row
+    assert row[1] == "Ready"
+    assert "(v1.7.4)" in row
 
 
 def test_server_never_binds_a_non_loopback_address(kube: Sim) -> None:
@@ -226,6 +228,4 @@ def test_fleet_destroy_stops_the_api_server(kube: Sim) -> None:
     kube.ok("fleet", "destroy")
     time.sleep(0.3)
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(info["pid"], 0)

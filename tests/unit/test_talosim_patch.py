@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talosim import machineconfig as mc, patch
+from talosim import machineconfig as mc
+from talosim import patch
 from tests.conftest import ROOT
 
 CASES = sorted((ROOT / "tests" / "cases" / "patch").glob("*.yaml"))
+
+
+def _apply(spec: dict, contract: tuple[int, int]) -> list:
+    loaded = [patch.load_patch(p, contract) for p in spec["patches"]]
+    return patch.apply([spec["base"]], loaded, contract)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
@@ -19,8 +25,7 @@ def test_patch_case(case: Path) -> None:
     contract = mc.contract_of(spec["contract"], "v1.7.0")
     if "error" in spec:
         with pytest.raises(mc.ConfigError) as err:
-            loaded = [patch.load_patch(p, contract) for p in spec["patches"]]
-            patch.apply([spec["base"]], loaded, contract)
+            _apply(spec, contract)
         assert str(err.value).startswith(spec["error"])
         return
     loaded = [patch.load_patch(p, contract) for p in spec["patches"]]

@@ -49,9 +49,23 @@ def _literal(node: Any) -> Any:
         return [_literal(v) for v in node]
     if isinstance(node, str) and "\n" in node:
         return LiteralScalarString(node)
-    if node == "" and isinstance(node, str):
-        return DoubleQuotedScalarString("")  # yaml.v3 writes empty strings as ""
+    if isinstance(node, str) and _ambiguous(node):
+        return DoubleQuotedScalarString(node)  # yaml.v3 double-quotes "", "true", "123", ...
     return node
+
+
+_RESOLVER_WORDS = {"", "true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"}
+
+
+def _ambiguous(s: str) -> bool:
+    """Whether a plain scalar of this text would be read back as something else than a string."""
+    if s.lower() in _RESOLVER_WORDS:
+        return True
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
 
 
 def encode(docs: list[dict[str, Any]] | dict[str, Any], indent: int = 4) -> str:

@@ -2,9 +2,9 @@
 
 from invoke import Collection
 
-from . import checks, config
+from . import checks, cluster, config, emulator
 
 ns = Collection()
-for module in (config, checks):
+for module in (config, cluster, emulator, checks):
     for t in module.TASKS:
         ns.add_task(t)

@@ -1,0 +1,82 @@
+"""Replace every value that comes from the secrets bundle by a placeholder naming its source.
+
+So generated/ is a pure function of clusters/, templates/ and the versions: a reviewer sees where
+each secret goes (`<secret:certs.os.key>`) without seeing it, and CI can check it with a
+throwaway bundle. See ../shared/design.md (Redaction).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from .errors import SecretLeakError
+from .scan import scan_text
+
+
+def bundle_values(bundle: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """value -> dotted path in the bundle (certs.os.key, trustdinfo.token, ...)."""
+    out: dict[str, str] = {}
+    for k, v in bundle.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(bundle_values(v, path + "."))
+        elif isinstance(v, str) and v:
+            out[v] = path
+    return out
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    # the layout talosctl writes (yaml.v3, 4 spaces, lists indented)
+    y.indent(mapping=4, sequence=6, offset=4)
+    y.width = 1 << 16
+    y.preserve_quotes = True
+    return y
+
+
+def _walk(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        for k in list(node):
+            node[k] = _walk(node[k], values)
+        return node
+    if isinstance(node, list):
+        for i, v in enumerate(node):
+            node[i] = _walk(v, values)
+        return node
+    if isinstance(node, str) and node in values:
+        return f"<secret:{values[node]}>"
+    if isinstance(node, str):
+        # a bundle value embedded in a longer string (e.g. a manifest) is replaced in place
+        for secret, path in values.items():
+            if len(secret) >= 16 and secret in node:
+                node = node.replace(secret, f"<secret:{path}>")
+    return node
+
+
+def redact_doc(doc: Any, values: dict[str, str]) -> str:
+    """A parsed config, redacted and laid out as generated/ files are."""
+    buf = io.StringIO()
+    _yaml().dump(_walk(doc, values), buf)
+    return buf.getvalue()
+
+
+def redact(config_text: str, bundle: dict[str, Any], where: str) -> str:
+    """The redacted config; raises SecretLeakError if anything secret-shaped survives."""
+    y = _yaml()
+    docs = list(y.load_all(config_text))
+    values = bundle_values(bundle)
+    buf = io.StringIO()
+    y.dump_all([_walk(d, values) for d in docs if d is not None], buf)
+    text = buf.getvalue()
+    findings = scan_text(text, where)
+    if findings:
+        lines = "\n".join(f"  {f}" for f in findings[:10])
+        raise SecretLeakError(
+            f"refusing to write {where}: secret-shaped values survived redaction:\n{lines}\n"
+            "keep secrets out of templates and cluster files (they belong in the age-encrypted "
+            "bundle), or report a redaction gap"
+        )
+    return text

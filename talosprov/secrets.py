@@ -1,0 +1,198 @@
+"""The cluster secrets bundle, age-encrypted at secrets/<cluster>.yaml.age.
+
+Plaintext only ever exists in 0600 files inside a 0700 private folder that is removed in
+`finally`; it is never passed on a command line nor logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyrage
+
+from .errors import SecretsError
+from .model import Cluster, Repo
+from .yamlio import atomic_write
+
+log = logging.getLogger(__name__)
+
+RECIPIENTS_FILE = ".age-recipients"
+RESTORE_HINT = (
+    "restore secrets/{name}.yaml.age from git history or a backup, and make the age identity "
+    "available (SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt or "
+    "TALOSPROV_AGE_KEY_FILE); if only a control plane config survives, rebuild the bundle with "
+    "`talosctl gen secrets --from-controlplane-config controlplane.yaml` and encrypt it with "
+    "`age -R .age-recipients`. Never create a new PKI for a running cluster: its nodes would "
+    "reject the new certificates"
+)
+
+
+@contextlib.contextmanager
+def private_dir() -> Iterator[Path]:
+    """A 0700 folder for plaintext secrets, removed however the block ends (Ctrl-C included)."""
+    d = Path(tempfile.mkdtemp(prefix="talosprov-"))
+    try:
+        d.chmod(0o700)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+# -- recipients and identities ------------------------------------------------------------------
+def recipients(repo: Repo) -> list[str]:
+    path = repo.root / RECIPIENTS_FILE
+    if not path.exists():
+        return []
+    return [
+        line.split("#", 1)[0].strip()
+        for line in path.read_text().splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+
+
+def _parse_recipient(text: str, where: str) -> object:
+    try:
+        if text.startswith("age1"):
+            return pyrage.x25519.Recipient.from_str(text)
+        return pyrage.ssh.Recipient.from_str(text)
+    except Exception:
+        raise SecretsError(f"{where}: {text[:20]}… is not an age or SSH public key") from None
+
+
+def _identities_from_text(text: str, where: str) -> list[object]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("AGE-SECRET-KEY-1"):
+            try:
+                out.append(pyrage.x25519.Identity.from_str(line))
+            except Exception:
+                raise SecretsError(f"{where}: malformed age secret key") from None
+    return out
+
+
+def identity_sources(repo: Repo) -> list[tuple[str, str]]:
+    """(where, text) of every identity source, in the order operators expect."""
+    found: list[tuple[str, str]] = []
+    for var in ("TALOSPROV_AGE_KEY_FILE", "SOPS_AGE_KEY_FILE"):
+        p = os.environ.get(var)
+        if p and Path(p).is_file():
+            found.append((f"${var} ({p})", Path(p).read_text()))
+    if os.environ.get("SOPS_AGE_KEY"):
+        found.append(("$SOPS_AGE_KEY", os.environ["SOPS_AGE_KEY"]))
+    default = Path.home() / ".config" / "sops" / "age" / "keys.txt"
+    if default.is_file():
+        found.append((str(default), default.read_text()))
+    local = demo_key_path(repo)
+    if local.is_file():
+        found.append((repo.rel(local), local.read_text()))
+    return found
+
+
+def identities(repo: Repo) -> list[object]:
+    return [i for where, text in identity_sources(repo) for i in _identities_from_text(text, where)]
+
+
+def demo_key_path(repo: Repo) -> Path:
+    return repo.root / ".state" / "age" / "keys.txt"
+
+
+def ensure_demo_identity(repo: Repo) -> str | None:
+    """For emulated clusters: create a local age key under .state/ on first use and add its
+    recipient to .age-recipients. Returns the new recipient, or None if nothing was needed."""
+    if identities(repo):
+        return None
+    ident = pyrage.x25519.Identity.generate()
+    key = demo_key_path(repo)
+    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(key, f"# created by talosprov for emulated clusters\n{ident}\n", mode=0o600)
+    pub = str(ident.to_public())
+    path = repo.root / RECIPIENTS_FILE
+    text = path.read_text() if path.exists() else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    atomic_write(path, text + f"{pub}  # local key in .state/age/keys.txt (emulated clusters)\n")
+    log.info(
+        "created an age identity in %s and added its recipient to %s",
+        repo.rel(key),
+        RECIPIENTS_FILE,
+    )
+    return pub
+
+
+# -- encrypt / decrypt -------------------------------------------------------------------------
+def encrypt(repo: Repo, plaintext: bytes) -> bytes:
+    recs = recipients(repo)
+    if not recs:
+        raise SecretsError(
+            f"no recipients in {RECIPIENTS_FILE}: add your age public key (age-keygen -y "
+            "keys.txt) or an SSH public key, one per line"
+        )
+    return pyrage.encrypt(plaintext, [_parse_recipient(r, RECIPIENTS_FILE) for r in recs])
+
+
+def decrypt(repo: Repo, cluster: Cluster) -> bytes:
+    path = repo.secrets_file(cluster)
+    ids = identities(repo)
+    if not ids:
+        raise SecretsError(
+            f"cannot decrypt {repo.rel(path)}: no age identity found (looked at "
+            "TALOSPROV_AGE_KEY_FILE, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt "
+            "and .state/age/keys.txt)"
+        )
+    try:
+        return pyrage.decrypt(path.read_bytes(), ids)
+    except Exception as e:
+        raise SecretsError(
+            f"cannot decrypt {repo.rel(path)} with the available age identities ({e}); "
+            "ask a holder of a key listed in .age-recipients to run "
+            "`invoke secrets --rotate-recipients` after adding yours"
+        ) from None
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    path: Path  # 0600 plaintext inside a private_dir()
+
+
+def decrypt_to(repo: Repo, cluster: Cluster, folder: Path) -> BundleFile:
+    out = folder / "secrets.yaml"
+    write_private(out, decrypt(repo, cluster))
+    return BundleFile(out)
+
+
+def store(repo: Repo, cluster: Cluster, plaintext: bytes, *, replace: bool = False) -> Path:
+    """Encrypt and write the bundle; an existing one is only replaced on request and kept."""
+    path = repo.secrets_file(cluster)
+    if path.exists():
+        if not replace:
+            raise SecretsError(f"{repo.rel(path)} exists; talosprov never overwrites a bundle")
+        kept = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+        shutil.copy2(path, kept)
+        log.warning("kept the previous bundle as %s", repo.rel(kept))
+    atomic_write(path, encrypt(repo, plaintext))
+    return path
+
+
+def rotate(repo: Repo, cluster: Cluster) -> bool:
+    """Re-encrypt to the current recipients; returns whether the file changed."""
+    path = repo.secrets_file(cluster)
+    if not path.exists():
+        return False
+    plaintext = decrypt(repo, cluster)
+    atomic_write(path, encrypt(repo, plaintext))
+    return True

@@ -1,0 +1,236 @@
+"""Tasks that act on live clusters: install, apply, status, diff, verify and the single steps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from invoke import Context, Exit, task
+
+from .. import localconfig, toolbox
+from ..errors import TalosProvError
+from ..tools.run import run
+from ..tools.talosctl import Talosctl
+from ..workflows import apply as apply_wf
+from ..workflows import install as install_wf
+from ..workflows import status as status_wf
+from .common import CLUSTER_HELP, DRY_RUN_HELP, VERBOSE_HELP, console, handled, out, repo
+from .ui import reporter, table
+
+STATUS_COLUMNS = [
+    ("ip", "IP"),
+    ("hostname", "HOSTNAME"),
+    ("role", "ROLE"),
+    ("stage", "STAGE"),
+    ("talos", "TALOS"),
+    ("kubernetes", "KUBERNETES"),
+    ("ready", "READY"),
+    ("in_sync", "IN SYNC"),
+]
+
+
+@task(
+    help={
+        "cluster": CLUSTER_HELP,
+        "dry_run": DRY_RUN_HELP,
+        "parallel": "nodes handled at once (default 5)",
+        "wait_timeout": "seconds to wait for nodes to answer / reach running (default 900)",
+        "health_timeout": "seconds for talosctl health (default 600)",
+        "verbose": VERBOSE_HELP,
+    }
+)
+@handled
+def install(
+    c: Context,
+    cluster: str,
+    dry_run: bool = False,
+    parallel: int = 5,
+    wait_timeout: int = 900,
+    health_timeout: int = 600,
+    verbose: bool = False,
+) -> None:
+    """Install a cluster from nodes in maintenance mode to verified Kubernetes (safe to re-run)."""
+    r = repo()
+    cl = r.find(cluster)
+    prog = toolbox.talosctl(r, cl)
+    kubectl = None if dry_run else toolbox.kubectl()
+    with reporter() as rep:
+        opts = install_wf.Options(
+            dry_run=dry_run,
+            parallel=parallel,
+            wait_timeout=wait_timeout,
+            health_timeout=health_timeout,
+            reporter=rep,
+        )
+        outcome = install_wf.install(r, cl, prog, kubectl, opts)
+    if dry_run:
+        out(
+            "\n".join(
+                [
+                    "plan:",
+                    *outcome.plan.describe(),
+                    "commands:",
+                    *("  " + cmd for cmd in outcome.commands),
+                ]
+            )
+        )
+        return
+    if outcome.plan.noop:
+        console.print(f"[green]{cl.name}: nothing to do: {outcome.plan.noop}[/]")
+    table(
+        outcome.summary,
+        [
+            ("ip", "IP"),
+            ("name", "NODE"),
+            ("role", "ROLE"),
+            ("kubelet", "KUBERNETES"),
+            ("os", "OS"),
+            ("ready", "READY"),
+        ],
+    )
+    console.print(
+        f"[green]{cl.name} is installed and healthy[/]"
+        + (f" (refs/applied/{cl.name} = {outcome.applied_ref[:12]})" if outcome.applied_ref else "")
+    )
+
+
+@task(
+    help={
+        "cluster": CLUSTER_HELP,
+        "node": "only this node (IP or hostname)",
+        "mode": "auto, no-reboot, reboot, staged or try (talosctl apply-config --mode)",
+        "dry_run": DRY_RUN_HELP + " (prints each node's redacted config diff)",
+        "verbose": VERBOSE_HELP,
+    }
+)
+@handled
+def apply(
+    c: Context,
+    cluster: str,
+    node: str | None = None,
+    mode: str = "auto",
+    dry_run: bool = False,
+    verbose: bool = False,
+) -> None:
+    """Apply the current generated configs to running nodes, only where they differ."""
+    r = repo()
+    cl = r.find(cluster)
+    results = apply_wf.apply(r, cl, toolbox.talosctl(r, cl), node=node, mode=mode, dry_run=dry_run)
+    for res in results:
+        out(f"--- {res.ip}: {res.action}")
+        if res.diff:
+            out(res.diff)
+
+
+@task(
+    help={"cluster": CLUSTER_HELP, "json": "print JSON instead of a table", "verbose": VERBOSE_HELP}
+)
+@handled
+def status(c: Context, cluster: str, json: bool = False, verbose: bool = False) -> None:
+    """One row per node: stage, versions, readiness, config in sync with generated/."""
+    r = repo()
+    cl = r.find(cluster)
+    try:
+        kubectl = toolbox.kubectl()
+    except TalosProvError:
+        kubectl = None
+    rows = status_wf.status(r, cl, toolbox.talosctl(r, cl), kubectl)
+    table([s.as_dict() for s in rows], STATUS_COLUMNS, as_json=json)
+
+
+@task(
+    help={
+        "cluster": CLUSTER_HELP,
+        "node": "only this node (IP or hostname)",
+        "verbose": VERBOSE_HELP,
+    }
+)
+@handled
+def diff(c: Context, cluster: str, node: str | None = None, verbose: bool = False) -> None:
+    """Live machine configs vs generated/ (both redacted); exit 2 when they differ."""
+    r = repo()
+    cl = r.find(cluster)
+    nodes = [cl.node(node)] if node else cl.nodes
+    diffs = status_wf.diff(r, cl, toolbox.talosctl(r, cl), nodes)
+    for d in diffs.values():
+        if d:
+            out(d)
+    differ = [ip for ip, d in diffs.items() if d]
+    if differ:
+        raise Exit(f"{len(differ)} node(s) differ from generated/: {', '.join(differ)}", code=2)
+    console.print(f"[green]{cl.name}: every live config matches generated/[/]")
+
+
+@task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
+@handled
+def bootstrap(c: Context, cluster: str, verbose: bool = False) -> None:
+    """Bootstrap etcd on the first control plane (AlreadyExists counts as done)."""
+    r = repo()
+    cl = r.find(cluster)
+    inst = install_wf.Installer(r, cl, toolbox.talosctl(r, cl), install_wf.Options())
+    inst._bootstrap(cl.controlplanes[0].ip)
+
+
+@task(help={"cluster": CLUSTER_HELP, "timeout": "seconds (default 600)", "verbose": VERBOSE_HELP})
+@handled
+def health(c: Context, cluster: str, timeout: int = 600, verbose: bool = False) -> None:
+    """Run talosctl health against the cluster with its explicit node lists."""
+    r = repo()
+    cl = r.find(cluster)
+    tc = Talosctl(localconfig.talosconfig_path(r, cl))
+    res = run(
+        toolbox.talosctl(r, cl),
+        tc.health(
+            cl.controlplanes[0].ip,
+            [n.ip for n in cl.controlplanes],
+            [n.ip for n in cl.workers],
+            timeout,
+        ),
+        timeout=timeout + 60,
+    )
+    console.print(res.stderr.rstrip(), markup=False, highlight=False)
+
+
+@task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
+@handled
+def kubeconfig(c: Context, cluster: str, verbose: bool = False) -> None:
+    """Fetch the admin kubeconfig to .state/<cluster>/ and make it current in ~/.kube/config."""
+    r = repo()
+    cl = r.find(cluster)
+    inst = install_wf.Installer(r, cl, toolbox.talosctl(r, cl), install_wf.Options())
+    inst._kubeconfig(cl.controlplanes[0].ip)
+    out(str(localconfig.kubeconfig_path(r, cl)))
+
+
+@task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
+@handled
+def verify(c: Context, cluster: str, verbose: bool = False) -> None:
+    """Check a live cluster with the testinfra suite in tests/cluster/ (marker `cluster`)."""
+    r = repo()
+    cl = r.find(cluster)
+    env = dict(os.environ, TALOSPROV_CLUSTER=cl.name, TALOSPROV_REPO=str(r.root))
+    suite = r.root / "tests" / "cluster"
+    if not suite.is_dir():
+        raise Exit(f"{suite} is missing: the verify suite ships with talosprov's repository")
+    rc = subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suite),
+            "-m",
+            "cluster",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--no-header",
+        ],
+        env=env,
+        cwd=r.root,
+    )
+    if rc:
+        raise Exit(f"{cl.name}: verification failed", code=rc)
+
+
+TASKS = [install, apply, status, diff, bootstrap, health, kubeconfig, verify]

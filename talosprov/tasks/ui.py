@@ -1,0 +1,67 @@
+"""How tasks show progress and results: a live per-node table on a terminal, lines otherwise."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+
+from ..workflows.runtime import LogReporter
+from .common import console, out
+
+
+class LiveReporter:
+    """Per-node status in a live table (only when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+
+    def _table(self) -> Table:
+        t = Table(box=None, show_header=True, header_style="bold")
+        t.add_column("NODE")
+        t.add_column("STATUS")
+        for ip, st in self.rows.items():
+            t.add_row(ip, st)
+        return t
+
+    def node(self, ip: str, status: str) -> None:
+        with self.lock:
+            self.rows[ip] = status
+            if self.live:
+                self.live.update(self._table())
+
+
+@contextmanager
+def reporter() -> Iterator[Any]:
+    if not console.is_terminal:
+        yield LogReporter()
+        return
+    r = LiveReporter()
+    with Live(r._table(), console=console, refresh_per_second=4, transient=True) as live:
+        r.live = live
+        yield r
+
+
+def table(
+    rows: list[dict[str, str]], columns: list[tuple[str, str]], as_json: bool = False
+) -> None:
+    """Data on stdout: a plain aligned table, or JSON."""
+    if as_json:
+        out(json.dumps(rows, indent=2))
+        return
+    widths = [max(len(h), *(len(str(r.get(k, ""))) for r in rows)) for k, h in columns]
+    lines = ["   ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append(
+            "   ".join(
+                str(r.get(k, "")).ljust(w) for (k, _), w in zip(columns, widths, strict=True)
+            ).rstrip()
+        )
+    out("\n".join(lines))

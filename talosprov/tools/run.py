@@ -1,0 +1,153 @@
+"""Run external programs: the only module that imports `sh`.
+
+Argv lists only, never a shell string; acceptable exit codes are named by the caller; failures
+become CommandFailed with the tails of stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sh
+
+from ..errors import CommandFailed, CommandTimeout, ToolMissing
+
+log = logging.getLogger(__name__)
+
+TAIL = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Program:
+    """An executable to run: its argv prefix (e.g. [python, -m, talosim]) and how it was found."""
+
+    name: str
+    prefix: tuple[str, ...]
+    source: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    def display(self, args: Sequence[str]) -> str:
+        return shlex.join([self.name, *args])
+
+
+INSTALL_HINTS = {
+    "talosctl": "install it (https://www.talos.dev/v1.7/talos-guides/install/talosctl/) or set "
+    "TALOSCTL=/path/to/talosctl",
+    "kubectl": "install it (https://kubernetes.io/docs/tasks/tools/) or set "
+    "KUBECTL=/path/to/kubectl",
+}
+
+
+def resolve(name: str, *, emulated: bool = False, emulator_state: Path | None = None) -> Program:
+    """TALOSCTL/KUBECTL from the environment, else the emulator (talosctl of an emulated
+    cluster), else PATH."""
+    env_var = name.upper()
+    explicit = os.environ.get(env_var)
+    if explicit:
+        path = shutil.which(explicit) or (explicit if os.access(explicit, os.X_OK) else None)
+        if not path:
+            raise ToolMissing(f"{env_var}={explicit} is not an executable file; fix or unset it")
+        return Program(name, (path,), f"${env_var}", _emu_env(emulator_state))
+    if name == "talosctl" and emulated:
+        return Program(
+            name,
+            (sys.executable, "-m", "talosim"),
+            "talosim (emulated cluster)",
+            _emu_env(emulator_state),
+        )
+    path = shutil.which(name)
+    if not path:
+        raise ToolMissing(f"{name} not found on PATH: {INSTALL_HINTS.get(name, 'install it')}")
+    return Program(name, (path,), "PATH")
+
+
+def _emu_env(state: Path | None) -> tuple[tuple[str, str], ...]:
+    if state is None or "TALOSIM_STATE" in os.environ:
+        return ()
+    return (("TALOSIM_STATE", str(state)),)
+
+
+def _tail(text: str) -> str:
+    # cobra appends its usage block to argument errors; the error line above it is what matters
+    text = text.split("\n\nUsage:\n", 1)[0]
+    return "\n".join(text.rstrip("\n").splitlines()[-TAIL:])
+
+
+def run(
+    program: Program,
+    args: Sequence[str],
+    *,
+    ok_codes: Sequence[int] = (0,),
+    timeout: float | None = None,
+    cwd: Path | None = None,
+    node: str | None = None,
+    on_stderr_line: Callable[[str], None] | None = None,
+) -> Result:
+    """Run program with args; raise CommandFailed unless the exit code is in ok_codes."""
+    argv = [*program.prefix, *args]
+    shown = [program.name, *args]
+    log.debug("$ %s", shlex.join(shown))
+    env = dict(os.environ)
+    env.update(dict(program.env))
+    err_lines: list[str] = []
+
+    def err_cb(line: str) -> None:
+        err_lines.append(line)
+        if on_stderr_line:
+            on_stderr_line(line.rstrip("\n"))
+
+    cmd = sh.Command(argv[0])
+    try:
+        proc = cmd(
+            *argv[1:],
+            _ok_code=list(ok_codes),
+            _timeout=timeout,
+            _env=env,
+            _cwd=str(cwd) if cwd else None,
+            _in=None,
+            _err=err_cb,
+            _encoding="utf-8",
+            _decode_errors="replace",
+            _return_cmd=True,
+        )
+    except sh.ErrorReturnCode as e:
+        stdout = e.stdout.decode(errors="replace")
+        raise CommandFailed(
+            shown, e.exit_code, _tail(stdout), _tail("".join(err_lines)), node=node
+        ) from None
+    except sh.TimeoutException:
+        raise CommandTimeout(
+            shown,
+            -1,
+            "",
+            _tail("".join(err_lines)),
+            node=node,
+            hint=f"timed out after {timeout:.0f}s",
+        ) from None
+    except sh.CommandNotFound:
+        raise ToolMissing(
+            f"{program.name} not found: {INSTALL_HINTS.get(program.name, '')}"
+        ) from None
+    stdout = str(proc)
+    return Result(shown, proc.exit_code, stdout, "".join(err_lines))
+
+
+def run_shell_gate(command: str, *, timeout: float, cwd: Path) -> Result:
+    """Run an operator-supplied gate command (the one place a shell line is run, by request)."""
+    prog = Program("sh", ("/bin/sh",), "gate")
+    return run(prog, ["-c", command], timeout=timeout, cwd=cwd)

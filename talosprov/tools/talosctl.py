@@ -1,0 +1,246 @@
+"""talosctl: one argv builder per call and one pure parser per query.
+
+Every node-facing call names --talosconfig, --nodes and --endpoints explicitly (the node itself:
+no reliance on a VIP or on defaults in a talosconfig), and --insecure only for maintenance mode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..versions import Version
+
+
+@dataclass(frozen=True)
+class Talosctl:
+    talosconfig: Path
+
+    def _node(self, node: str) -> list[str]:
+        return ["--talosconfig", str(self.talosconfig), "--nodes", node, "--endpoints", node]
+
+    def _insecure(self, node: str) -> list[str]:
+        return ["--talosconfig", str(self.talosconfig), "--nodes", node, "--insecure"]
+
+    # -- offline ----------------------------------------------------------------------------
+    @staticmethod
+    def gen_secrets(out: Path, talos_version: str) -> list[str]:
+        return [
+            "gen",
+            "secrets",
+            "--output-file",
+            str(out),
+            "--talos-version",
+            _minor(talos_version),
+        ]
+
+    @staticmethod
+    def gen_config(
+        name: str,
+        endpoint: str,
+        *,
+        secrets: Path,
+        out: Path,
+        patches_all: list[Path],
+        patches_cp: list[Path],
+        patches_worker: list[Path],
+        kubernetes_version: str,
+        talos_version: str,
+        install_image: str,
+        install_disk: str,
+    ) -> list[str]:
+        argv = ["gen", "config", name, endpoint, "--with-secrets", str(secrets)]
+        argv += [f"--config-patch=@{p}" for p in patches_all]
+        argv += [f"--config-patch-control-plane=@{p}" for p in patches_cp]
+        argv += [f"--config-patch-worker=@{p}" for p in patches_worker]
+        argv += [
+            "--kubernetes-version",
+            kubernetes_version,
+            "--talos-version",
+            _minor(talos_version),
+            "--install-image",
+            install_image,
+            "--install-disk",
+            install_disk,
+            "--with-docs=false",
+            "--with-examples=false",
+            "--output",
+            str(out),
+        ]
+        return argv
+
+    @staticmethod
+    def machineconfig_patch(config: Path, patches: list[Path], out: Path) -> list[str]:
+        return [
+            "machineconfig",
+            "patch",
+            str(config),
+            *[f"--patch=@{p}" for p in patches],
+            "--output",
+            str(out),
+        ]
+
+    @staticmethod
+    def validate(config: Path) -> list[str]:
+        return ["validate", "--config", str(config), "--mode", "metal"]
+
+    # -- queries ----------------------------------------------------------------------------
+    def machinestatus(self, node: str, *, insecure: bool) -> list[str]:
+        conn = self._insecure(node) if insecure else self._node(node)
+        return ["get", "machinestatus", *conn, "--output", "json"]
+
+    def version(self, node: str) -> list[str]:
+        return ["version", *self._node(node)]
+
+    def machineconfig(self, node: str) -> list[str]:
+        return ["get", "machineconfig", *self._node(node), "--output", "yaml"]
+
+    def etcd_members(self, node: str) -> list[str]:
+        return ["etcd", "members", *self._node(node)]
+
+    # -- mutations --------------------------------------------------------------------------
+    def apply_config(
+        self, node: str, config: Path, *, insecure: bool, mode: str = "auto", dry_run: bool = False
+    ) -> list[str]:
+        conn = self._insecure(node) if insecure else self._node(node)
+        argv = ["apply-config", *conn, "--file", str(config), "--mode", mode]
+        return argv + (["--dry-run"] if dry_run else [])
+
+    def bootstrap(self, node: str) -> list[str]:
+        return ["bootstrap", *self._node(node)]
+
+    def health(self, node: str, cps: list[str], workers: list[str], timeout: float) -> list[str]:
+        argv = ["health", *self._node(node), "--control-plane-nodes", ",".join(cps)]
+        if workers:
+            argv += ["--worker-nodes", ",".join(workers)]
+        return [*argv, "--wait-timeout", f"{int(timeout)}s"]
+
+    def kubeconfig(self, node: str, path: Path) -> list[str]:
+        return ["kubeconfig", str(path), *self._node(node), "--merge=false", "--force"]
+
+    def upgrade(
+        self,
+        node: str,
+        image: str,
+        *,
+        stage: bool = False,
+        preserve: bool = False,
+        timeout: float = 1800,
+    ) -> list[str]:
+        argv = ["upgrade", *self._node(node), "--image", image, "--timeout", f"{int(timeout)}s"]
+        if preserve:
+            argv.append("--preserve")
+        if stage:
+            argv += ["--stage", "--wait=false"]
+        return argv
+
+    def reboot(self, node: str, timeout: float = 1800) -> list[str]:
+        return ["reboot", *self._node(node), "--wait", "--timeout", f"{int(timeout)}s"]
+
+    def etcd_snapshot(self, node: str, path: Path) -> list[str]:
+        return ["etcd", "snapshot", str(path), *self._node(node)]
+
+    def upgrade_k8s(self, node: str, to: str, *, dry_run: bool) -> list[str]:
+        argv = ["upgrade-k8s", *self._node(node), "--to", to]
+        return argv + (["--dry-run"] if dry_run else [])
+
+
+def _minor(talos_version: str) -> str:
+    v = Version.parse(talos_version)
+    return f"v{v.major}.{v.minor}"
+
+
+# -- parsers -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MachineStatus:
+    stage: str
+    ready: bool
+    unmet: tuple[str, ...]
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    """talosctl -o json prints one pretty object per resource, concatenated (not an array)."""
+    dec = json.JSONDecoder()
+    out, i = [], 0
+    text = text.strip()
+    while i < len(text):
+        obj, end = dec.raw_decode(text, i)
+        out.append(obj)
+        i = end
+        while i < len(text) and text[i].isspace():
+            i += 1
+    return out
+
+
+def parse_machinestatus(stdout: str) -> MachineStatus:
+    objs = _json_objects(stdout)
+    if not objs:
+        raise ValueError("talosctl get machinestatus printed no resource")
+    spec = objs[0]["spec"]
+    status = spec.get("status") or {}
+    unmet = tuple(
+        f"{u.get('name')}: {u.get('reason')}" for u in status.get("unmetConditions") or []
+    )
+    return MachineStatus(stage=spec["stage"], ready=bool(status.get("ready")), unmet=unmet)
+
+
+def parse_server_version(stdout: str) -> dict[str, str]:
+    """NODE -> Talos tag from `talosctl version` (server blocks)."""
+    out: dict[str, str] = {}
+    node = None
+    server = False
+    for line in stdout.splitlines():
+        if line.startswith("Server:"):
+            server = True
+            continue
+        if not server:
+            continue
+        key, _, value = line.strip().partition(":")
+        if key == "NODE":
+            node = value.strip()
+        elif key == "Tag" and node:
+            out[node] = value.strip()
+    return out
+
+
+def parse_machineconfig(stdout: str) -> dict[str, Any]:
+    """The v1alpha1 document of `talosctl get machineconfig -o yaml`."""
+    docs = [d for d in yaml.safe_load_all(stdout) if d]
+    spec = docs[0]["spec"]
+    if isinstance(spec, str):
+        spec = next(d for d in yaml.safe_load_all(spec) if d and "machine" in d)
+    return dict(spec)
+
+
+def parse_etcd_members(stdout: str) -> list[dict[str, str]]:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return []
+    rows = []
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) >= 6:
+            rows.append(
+                {
+                    "node": cells[0],
+                    "id": cells[1],
+                    "hostname": cells[2],
+                    "peer_urls": cells[3],
+                    "client_urls": cells[4],
+                    "learner": cells[5],
+                }
+            )
+    return rows
+
+
+# Error texts talosctl relays (talos-contract.md); consumers match substrings.
+MAINTENANCE_NOT_IMPLEMENTED = "API is not implemented in maintenance mode"
+CERT_REQUIRED = "certificate required"
+UNKNOWN_AUTHORITY = "certificate signed by unknown authority"
+CONN_REFUSED = "connection refused"
+ALREADY_BOOTSTRAPPED = "etcd data directory is not empty"
+BUSY_FILE = "device or resource busy"

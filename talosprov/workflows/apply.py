@@ -1,0 +1,84 @@
+"""Apply the current generated configs to running nodes (mTLS), only where they differ."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import yaml
+
+from .. import localconfig, progress, render, secrets
+from ..errors import CommandFailed
+from ..model import Cluster, Repo
+from ..redact import bundle_values
+from ..tools.run import Program, run
+from ..tools.talosctl import Talosctl
+from . import generate as gen_wf
+from .runtime import Journal, cluster_lock, parallel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ip: str
+    action: str  # "unchanged" | "would change" | "applied (<details>)"
+    diff: str
+
+
+def _redact_text(text: str, values: dict[str, str]) -> str:
+    for secret, path in values.items():
+        if len(secret) >= 12:
+            text = text.replace(secret, f"<secret:{path}>")
+    return text
+
+
+def apply(
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    *,
+    node: str | None,
+    mode: str,
+    dry_run: bool,
+    workers: int = 5,
+) -> list[ApplyResult]:
+    targets = [cluster.node(node)] if node else cluster.nodes
+    tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+    journal = Journal(repo, cluster, "apply")
+    values = bundle_values(yaml.safe_load(secrets.decrypt(repo, cluster)))
+    render.render(repo, cluster)
+    with cluster_lock(repo, cluster, "apply"), gen_wf.build(repo, cluster, prog) as b:
+
+        def one(n: object) -> ApplyResult:
+            from ..model import Node
+
+            assert isinstance(n, Node)
+            cfg = b.config_for(n)
+            try:
+                res = run(
+                    prog,
+                    tc.apply_config(n.ip, cfg, insecure=False, mode=mode, dry_run=True),
+                    node=n.ip,
+                    timeout=60,
+                )
+            except CommandFailed as e:
+                e.hint = "is the node running this cluster's config? (`invoke status`)"
+                raise
+            text = _redact_text(res.stderr, values)
+            diff = text.split("Config diff:", 1)[-1].strip()
+            if diff == "No changes.":
+                return ApplyResult(n.ip, "unchanged", "")
+            if dry_run:
+                return ApplyResult(n.ip, "would change", diff)
+            with journal.step("apply", n.ip, mode=mode):
+                res = run(
+                    prog,
+                    tc.apply_config(n.ip, cfg, insecure=False, mode=mode),
+                    node=n.ip,
+                    timeout=120,
+                )
+            return ApplyResult(n.ip, f"applied ({res.stderr.strip().splitlines()[0]})", diff)
+
+        progress.phase(f"Apply generated configs to {len(targets)} node(s) of {cluster.name}")
+        return parallel(one, targets, workers)

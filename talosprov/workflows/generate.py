@@ -1,0 +1,142 @@
+"""Generate machine configs: render → gen config → per-node patch → validate → redact.
+
+Full configs (with secrets) exist only inside a private folder for the length of a `build()`;
+what is written to generated/<cluster>/ is redacted and byte-stable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import progress, render, secrets
+from ..errors import SecretsError
+from ..model import Cluster, Node, Repo
+from ..redact import redact
+from ..render import RenderedFile, diff_folder, write_folder
+from ..tools.run import Program, run
+from ..tools.talosctl import Talosctl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Build:
+    """Full and redacted configs of one cluster, alive while the build context is open."""
+
+    folder: Path
+    role_configs: dict[str, Path]
+    node_configs: dict[str, Path]  # hostname -> full config
+    talosconfig: Path
+    redacted: list[RenderedFile] = field(default_factory=list)
+
+    def config_for(self, node: Node) -> Path:
+        return self.node_configs[node.hostname]
+
+
+def _patch_paths(repo: Repo, cluster: Cluster) -> tuple[list[Path], list[Path], list[Path]]:
+    d = repo.patches_dir(cluster)
+    extra = [repo.root / p for p in cluster.patches]
+    return [d / "all.yaml", *extra], [d / "controlplane.yaml"], [d / "worker.yaml"]
+
+
+@contextlib.contextmanager
+def build(
+    repo: Repo, cluster: Cluster, prog: Program, *, throwaway: bool = False, parallel: int = 8
+) -> Iterator[Build]:
+    """Build every config in a private folder; `throwaway` uses a fresh bundle (no keys)."""
+    with secrets.private_dir() as tmp:
+        bundle_path = tmp / "secrets.yaml"
+        if throwaway:
+            run(prog, Talosctl.gen_secrets(bundle_path, cluster.talos_version))
+        else:
+            if not repo.secrets_file(cluster).exists():
+                raise SecretsError(
+                    f"{repo.rel(repo.secrets_file(cluster))} does not exist: run "
+                    f"`invoke secrets --cluster {cluster.name}` first (or `invoke generate "
+                    "--check`, which needs no keys)"
+                )
+            secrets.decrypt_to(repo, cluster, tmp)
+        bundle: dict[str, Any] = yaml.safe_load(bundle_path.read_text())
+        all_p, cp_p, w_p = _patch_paths(repo, cluster)
+        gen = tmp / "gen"
+        run(
+            prog,
+            Talosctl.gen_config(
+                cluster.name,
+                cluster.endpoint,
+                secrets=bundle_path,
+                out=gen,
+                patches_all=all_p,
+                patches_cp=cp_p,
+                patches_worker=w_p,
+                kubernetes_version=cluster.kubernetes_version,
+                talos_version=cluster.talos_version,
+                install_image=cluster.installer_image(),
+                install_disk=cluster.install.disk,
+            ),
+        )
+        roles = {"controlplane": gen / "controlplane.yaml", "worker": gen / "worker.yaml"}
+        nodes_dir = tmp / "nodes"
+        nodes_dir.mkdir()
+
+        def one(node: Node) -> tuple[str, Path]:
+            out = nodes_dir / f"{node.hostname}.yaml"
+            patches = [
+                repo.patches_dir(cluster) / "nodes" / f"{node.hostname}.yaml",
+                *[repo.root / p for p in node.patches],
+            ]
+            run(prog, Talosctl.machineconfig_patch(roles[node.role], patches, out))
+            run(prog, Talosctl.validate(out), node=node.ip)
+            return node.hostname, out
+
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            node_configs = dict(pool.map(one, cluster.nodes))
+        for p in roles.values():
+            run(prog, Talosctl.validate(p))
+        b = Build(tmp, roles, node_configs, gen / "talosconfig")
+        label = f"generated/{cluster.name}"
+        for role, p in roles.items():
+            b.redacted.append(
+                RenderedFile(f"{role}.yaml", redact(p.read_text(), bundle, f"{label}/{role}.yaml"))
+            )
+        for host, p in sorted(node_configs.items()):
+            rel = f"nodes/{host}.yaml"
+            b.redacted.append(RenderedFile(rel, redact(p.read_text(), bundle, f"{label}/{rel}")))
+        yield b
+
+
+@dataclass
+class GenerateResult:
+    cluster: Cluster
+    written: list[str]
+    removed: list[str]
+    unchanged: int
+    patches_written: list[str]
+
+
+def generate(repo: Repo, cluster: Cluster, prog: Program) -> GenerateResult:
+    progress.phase(f"Generate {cluster.name}")
+    rendered = render.render(repo, cluster)
+    with build(repo, cluster, prog) as b:
+        written, removed, unchanged = write_folder(repo.generated_dir(cluster), b.redacted)
+    for rel in written:
+        log.info("wrote generated/%s/%s", cluster.name, rel)
+    return GenerateResult(cluster, written, removed, unchanged, rendered.written)
+
+
+def check(repo: Repo, cluster: Cluster, prog: Program) -> str:
+    """Diff of patches/ and generated/ against a regeneration with a throwaway bundle."""
+    diff = render.check(repo, cluster)
+    if diff:
+        # generate from what the templates say now, without touching the repository
+        return diff + "\n(generated/ not checked: patches/ are stale; run `invoke generate`)\n"
+    with build(repo, cluster, prog, throwaway=True) as b:
+        return diff_folder(repo.generated_dir(cluster), f"generated/{cluster.name}", b.redacted)

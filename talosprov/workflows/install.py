@@ -1,0 +1,408 @@
+"""Install a cluster: nodes in maintenance mode → a healthy, verified Kubernetes cluster.
+
+observe (probe every node) → plan (pure) → apply (generate, apply control planes then workers,
+bootstrap once, health, kubeconfig) → observe again (kubectl: every node registered and Ready).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .. import gitrepo, localconfig, progress, render
+from ..errors import CommandFailed, WorkflowError
+from ..model import Cluster, Node, Repo
+from ..render import write_folder
+from ..tools.kubectl import Kubectl, parse_nodes
+from ..tools.run import Program, run
+from ..tools.talosctl import ALREADY_BOOTSTRAPPED, Talosctl, parse_machinestatus
+from . import generate as gen_wf
+from . import secrets as secrets_wf
+from .runtime import Journal, LogReporter, Probe, Reporter, cluster_lock, parallel, probe, wait_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # apply | bootstrap | wait | health | kubeconfig | verify | record
+    nodes: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+    noop: str | None = None
+
+    def describe(self) -> list[str]:
+        if self.noop:
+            return [f"nothing to do: {self.noop}"]
+        lines = [
+            f"{i}. {s.kind} {', '.join(s.nodes)}: {s.why}".replace("  ", " ")
+            for i, s in enumerate(self.steps, 1)
+        ]
+        lines += [f"   skip {ip}: {why}" for ip, why in self.skipped]
+        return lines
+
+
+def _running_ready(p: Probe) -> bool:
+    return (
+        p.mode == "configured"
+        and p.status is not None
+        and p.status.stage == "running"
+        and p.status.ready
+    )
+
+
+def plan(cluster: Cluster, observed: dict[str, Probe]) -> Plan:
+    """Ordered steps from the desired cluster and what the nodes answered. Pure."""
+    problems = []
+    for n in cluster.nodes:
+        p = observed[n.ip]
+        if p.mode in ("foreign", "unreachable", "error"):
+            problems.append(f"{n.ip} ({n.hostname}): {p.describe()}")
+    if problems:
+        raise WorkflowError(
+            "cannot install "
+            + cluster.name
+            + ":\n  "
+            + "\n  ".join(problems)
+            + "\nnodes must be booted into maintenance mode (or run this cluster)"
+        )
+    fresh_cps = tuple(n.ip for n in cluster.controlplanes if observed[n.ip].mode == "maintenance")
+    fresh_workers = tuple(n.ip for n in cluster.workers if observed[n.ip].mode == "maintenance")
+    skipped = tuple(
+        (n.ip, "already runs this cluster's config")
+        for n in cluster.nodes
+        if observed[n.ip].mode == "configured"
+    )
+    everyone = tuple(n.ip for n in cluster.nodes)
+    bootstrapped = any(_running_ready(observed[n.ip]) for n in cluster.controlplanes)
+    all_ready = all(_running_ready(observed[ip]) for ip in everyone)
+    if all_ready:
+        return Plan(
+            (
+                Step("kubeconfig", (cluster.controlplanes[0].ip,), "refresh the kubeconfig"),
+                Step("verify", everyone, "every node registered and Ready"),
+            ),
+            skipped,
+            noop=f"all {len(everyone)} nodes run {cluster.name}'s config and are ready",
+        )
+    steps: list[Step] = []
+    if fresh_cps:
+        steps.append(Step("apply", fresh_cps, "control planes in maintenance mode (--insecure)"))
+    if fresh_workers:
+        steps.append(Step("apply", fresh_workers, "workers in maintenance mode (--insecure)"))
+    first = cluster.controlplanes[0].ip
+    steps.append(Step("wait", (first,), "first control plane running"))
+    if not bootstrapped:
+        steps.append(Step("bootstrap", (first,), "start etcd (once; AlreadyExists counts as done)"))
+    steps.append(Step("wait", everyone, "every node running and ready"))
+    steps.append(Step("health", (first,), "talosctl health with the explicit node lists"))
+    steps.append(Step("kubeconfig", (first,), "admin kubeconfig to .state/ and ~/.kube/config"))
+    steps.append(
+        Step("verify", everyone, "every node registered and Ready at the expected kubelet version")
+    )
+    return Plan(tuple(steps), skipped)
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    parallel: int = 5
+    wait_timeout: float = 900
+    health_timeout: float = 600
+    reporter: Reporter = field(default_factory=LogReporter)
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    commands: list[str]
+    applied_ref: str | None = None
+    summary: list[dict[str, str]] = field(default_factory=list)
+
+
+class Installer:
+    def __init__(
+        self,
+        repo: Repo,
+        cluster: Cluster,
+        prog: Program,
+        opts: Options,
+        kubectl: Program | None = None,
+    ) -> None:
+        self.repo, self.cluster, self.prog, self.opts = repo, cluster, prog, opts
+        self.kubectl = kubectl
+        self.tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+        self.journal = Journal(repo, cluster, "install")
+        self.commands: list[str] = []
+
+    def _run(self, args: list[str], **kw: object) -> str:
+        self.commands.append(self.prog.display(args))
+        return run(self.prog, args, **kw).stdout  # type: ignore[arg-type]
+
+    # -- observe -----------------------------------------------------------------------------
+    def observe(self) -> dict[str, Probe]:
+        progress.phase(f"Observe {len(self.cluster.nodes)} nodes of {self.cluster.name}")
+        probes = parallel(
+            lambda n: probe(self.prog, self.tc, n.ip), self.cluster.nodes, self.opts.parallel * 2
+        )
+        for p in probes:
+            self.opts.reporter.node(p.ip, p.describe())
+        return {p.ip: p for p in probes}
+
+    def wait_reachable(self) -> dict[str, Probe]:
+        """Wait until every node is in maintenance mode or runs this cluster's config."""
+        probes: dict[str, Probe] = {}
+
+        def check(ip: str) -> tuple[bool, str]:
+            p = probe(self.prog, self.tc, ip)
+            probes[ip] = p
+            return p.mode in ("maintenance", "configured", "foreign"), p.describe()
+
+        progress.phase(f"Wait for {len(self.cluster.nodes)} nodes (maintenance mode or configured)")
+        wait_for(
+            [n.ip for n in self.cluster.nodes],
+            check,
+            timeout=self.opts.wait_timeout,
+            reporter=self.opts.reporter,
+            what="nodes to answer",
+        )
+        return probes
+
+    # -- apply -------------------------------------------------------------------------------
+    def _apply_one(self, node: Node, build: gen_wf.Build) -> None:
+        config = build.config_for(node)
+        doc = yaml.safe_load(config.read_text())
+        mtype = (doc.get("machine") or {}).get("type")
+        if mtype != node.role:
+            # never a worker config on a control plane, or the reverse
+            raise WorkflowError(
+                f"refusing to apply a {mtype} config to {node.ip}, which "
+                f"{self.cluster.name} declares as {node.role}"
+            )
+        with self.journal.step("apply", node.ip, role=node.role):
+            self._run(
+                self.tc.apply_config(node.ip, config, insecure=True), node=node.ip, timeout=120
+            )
+        self.opts.reporter.node(node.ip, "config applied, installing")
+
+    def _wait_status(self, ips: list[str], *, ready: bool, what: str) -> None:
+        def check(ip: str) -> tuple[bool, str]:
+            try:
+                out = run(
+                    self.prog, self.tc.machinestatus(ip, insecure=False), timeout=20, node=ip
+                ).stdout
+            except CommandFailed as e:
+                return (
+                    False,
+                    "unreachable (rebooting?)"
+                    if "connection refused" in e.output
+                    else e.output.strip().splitlines()[-1][:120],
+                )
+            ms = parse_machinestatus(out)
+            done = ms.stage == "running" and (ms.ready or not ready)
+            text = f"{ms.stage}, {'ready' if ms.ready else 'not ready'}"
+            if ms.unmet and not ms.ready:
+                text += f" ({'; '.join(ms.unmet)})"
+            return done, text
+
+        with self.journal.step("wait", None, what=what, nodes=ips):
+            wait_for(
+                ips,
+                check,
+                timeout=self.opts.wait_timeout,
+                reporter=self.opts.reporter,
+                what=what,
+                workers=self.opts.parallel * 2,
+            )
+
+    def _bootstrap(self, ip: str) -> None:
+        with self.journal.step("bootstrap", ip):
+            try:
+                self._run(self.tc.bootstrap(ip), node=ip, timeout=120)
+                log.info("%s: etcd bootstrapped", ip)
+            except CommandFailed as e:
+                if ALREADY_BOOTSTRAPPED not in e.output:
+                    raise
+                log.info("%s: already bootstrapped (AlreadyExists)", ip)
+
+    def _health(self, ip: str) -> None:
+        cps = [n.ip for n in self.cluster.controlplanes]
+        workers = [n.ip for n in self.cluster.workers]
+        with self.journal.step("health", ip):
+            self._run(
+                self.tc.health(ip, cps, workers, self.opts.health_timeout),
+                node=ip,
+                timeout=self.opts.health_timeout + 60,
+                on_stderr_line=lambda line: log.debug("health: %s", line),
+            )
+
+    def _kubeconfig(self, ip: str) -> None:
+        path = localconfig.kubeconfig_path(self.repo, self.cluster)
+        with self.journal.step("kubeconfig", ip):
+            self._run(self.tc.kubeconfig(ip, path), node=ip, timeout=60)
+            path.chmod(0o600)
+            target, ctx = localconfig.merge_operator_kubeconfig(self.repo, self.cluster)
+        log.info("kubeconfig: %s; context %s is current in %s", self.repo.rel(path), ctx, target)
+
+    def verify(self) -> list[dict[str, str]]:
+        """Every node registered in Kubernetes, Ready, at the cluster's kubelet version."""
+        if self.kubectl is None:
+            raise WorkflowError("kubectl is needed to verify the nodes")
+        k = Kubectl(localconfig.kubeconfig_path(self.repo, self.cluster))
+        want = {n.ip: n for n in self.cluster.nodes}
+        deadline = time.monotonic() + self.opts.wait_timeout
+        while True:
+            nodes = parse_nodes(run(self.kubectl, k.get_nodes(), timeout=60).stdout)
+            seen = {n.ip: n for n in nodes}
+            problems = []
+            for ip, node in want.items():
+                kn = seen.get(ip)
+                if kn is None:
+                    problems.append(f"{ip} ({node.hostname}) is not registered")
+                elif not kn.ready:
+                    problems.append(f"{ip} ({kn.name}) is not Ready")
+                elif kn.kubelet != self.cluster.kubernetes_version:
+                    problems.append(
+                        f"{ip} ({kn.name}) runs kubelet {kn.kubelet}, expected "
+                        f"{self.cluster.kubernetes_version}"
+                    )
+            if not problems:
+                return [
+                    {
+                        "ip": ip,
+                        "name": seen[ip].name,
+                        "role": want[ip].role,
+                        "kubelet": seen[ip].kubelet,
+                        "os": seen[ip].os_image,
+                        "ready": "yes",
+                    }
+                    for ip in want
+                ]
+            if time.monotonic() >= deadline:
+                raise WorkflowError("Kubernetes check failed:\n  " + "\n  ".join(problems))
+            time.sleep(1)
+
+    def record(self) -> str | None:
+        root = self.repo.root
+        if not gitrepo.is_repo(root):
+            return None
+        rel = self.repo.rel(self.repo.generated_dir(self.cluster))
+        if gitrepo.dirty(root, [rel]):
+            log.warning(
+                "generated/%s has uncommitted changes: refs/applied/%s not updated; "
+                "commit them (invoke generate --commit) and re-run",
+                self.cluster.name,
+                self.cluster.name,
+            )
+            return None
+        head = gitrepo.head(root)
+        if head:
+            gitrepo.update_ref(root, secrets_wf.applied_ref(self.cluster), head)
+            self.journal.write(
+                "record", "ok", None, ref=secrets_wf.applied_ref(self.cluster), commit=head
+            )
+        return head
+
+    def run(self) -> Outcome:
+        c = self.cluster
+        if self.opts.dry_run:
+            observed = self.observe()
+            p = plan(c, observed)
+            self._print_dry_run(p)
+            return Outcome(p, self.commands)
+        with cluster_lock(self.repo, c, "install"):
+            self.journal.write("install", "start", None)
+            progress.phase("Secrets and generated configs")
+            secrets_wf.ensure(self.repo, c, self.prog)
+            render.render(self.repo, c)
+            with gen_wf.build(self.repo, c, self.prog, parallel=self.opts.parallel) as build:
+                write_folder(self.repo.generated_dir(c), build.redacted)
+                localconfig.write_talosconfig(self.repo, c, build.talosconfig)
+                localconfig.merge_operator_talosconfig(self.repo, c)
+                observed = self.wait_reachable()
+                p = plan(c, observed)
+                progress.phase("Plan")
+                for line in p.describe():
+                    log.info("%s", line)
+                outcome = Outcome(p, self.commands)
+                for step in p.steps:
+                    self._execute(step, build)
+            progress.phase("Record")
+            outcome.applied_ref = self.record()
+            self.journal.write("install", "ok", None)
+            return outcome
+
+    def _execute(self, step: Step, build: gen_wf.Build) -> None:
+        nodes = {n.ip: n for n in self.cluster.nodes}
+        if step.kind == "apply":
+            progress.phase(f"Apply configs: {step.why}")
+            parallel(
+                lambda ip: self._apply_one(nodes[ip], build), list(step.nodes), self.opts.parallel
+            )
+        elif step.kind == "wait":
+            progress.phase(f"Wait: {step.why}")
+            self._wait_status(list(step.nodes), ready=len(step.nodes) > 1, what=step.why)
+        elif step.kind == "bootstrap":
+            progress.phase(f"Bootstrap etcd on {step.nodes[0]}")
+            self._bootstrap(step.nodes[0])
+        elif step.kind == "health":
+            progress.phase("Health")
+            self._health(step.nodes[0])
+        elif step.kind == "kubeconfig":
+            progress.phase("Kubeconfig")
+            self._kubeconfig(step.nodes[0])
+        elif step.kind == "verify":
+            progress.phase("Verify nodes in Kubernetes")
+            with self.journal.step("verify", None):
+                self.verified = self.verify()
+
+    def _print_dry_run(self, p: Plan) -> None:
+        c = self.cluster
+        tc = self.tc
+        nodes = {n.ip: n for n in c.nodes}
+        cfg = Path("<private>") / "nodes"
+        for line in p.describe():
+            log.info("%s", line)
+        log.info("commands (configs are generated into a private temporary folder):")
+        cmds: list[list[str]] = []
+        for s in p.steps:
+            if s.kind == "apply":
+                cmds += [
+                    tc.apply_config(ip, cfg / f"{nodes[ip].hostname}.yaml", insecure=True)
+                    for ip in s.nodes
+                ]
+            elif s.kind == "bootstrap":
+                cmds.append(tc.bootstrap(s.nodes[0]))
+            elif s.kind == "health":
+                cmds.append(
+                    tc.health(
+                        s.nodes[0],
+                        [n.ip for n in c.controlplanes],
+                        [n.ip for n in c.workers],
+                        self.opts.health_timeout,
+                    )
+                )
+            elif s.kind == "kubeconfig":
+                cmds.append(tc.kubeconfig(s.nodes[0], localconfig.kubeconfig_path(self.repo, c)))
+        for argv in cmds:
+            log.info("  %s", shlex.join(["talosctl", *argv]))
+        self.commands = [shlex.join(["talosctl", *a]) for a in cmds]
+
+
+def install(
+    repo: Repo, cluster: Cluster, prog: Program, kubectl: Program | None, opts: Options
+) -> Outcome:
+    inst = Installer(repo, cluster, prog, opts, kubectl)
+    outcome = inst.run()
+    outcome.summary = getattr(inst, "verified", [])
+    return outcome

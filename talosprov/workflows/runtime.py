@@ -1,0 +1,214 @@
+"""What every mutating workflow shares: the cluster lock, the journal, progress, node probes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from filelock import FileLock, Timeout
+
+from ..errors import CommandFailed, LockedError, WorkflowError
+from ..model import Cluster, Repo
+from ..tools.run import Program, run
+from ..tools.talosctl import (
+    CERT_REQUIRED,
+    CONN_REFUSED,
+    MAINTENANCE_NOT_IMPLEMENTED,
+    UNKNOWN_AUTHORITY,
+    MachineStatus,
+    Talosctl,
+    parse_machinestatus,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Reporter(Protocol):
+    """Where a workflow reports per-node progress; the task layer draws it."""
+
+    def node(self, ip: str, status: str) -> None: ...
+
+
+class LogReporter:
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+
+    def node(self, ip: str, status: str) -> None:
+        if self.last.get(ip) != status:
+            self.last[ip] = status
+            log.info("%s: %s", ip, status)
+
+
+@contextlib.contextmanager
+def cluster_lock(repo: Repo, cluster: Cluster, workflow: str) -> Iterator[None]:
+    """One mutating run per cluster at a time."""
+    d = repo.state_dir(cluster)
+    lock = FileLock(str(d / "lock"))
+    info = d / "lock.info"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = info.read_text().strip() if info.exists() else "another process"
+        raise LockedError(
+            f"another talosprov run is working on {cluster.name} ({holder}); wait for it to "
+            f"finish (the lock is {repo.rel(d / 'lock')}, released when that process exits)"
+        ) from None
+    try:
+        info.write_text(f"{workflow} by pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            info.unlink()
+        lock.release()
+
+
+@dataclass
+class Journal:
+    """Append-only record of each step: .state/<cluster>/journal.jsonl."""
+
+    repo: Repo
+    cluster: Cluster
+    workflow: str
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def path(self) -> Any:
+        return self.repo.state_dir(self.cluster) / "journal.jsonl"
+
+    def write(self, step: str, status: str, node: str | None = None, **detail: Any) -> None:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "run": self.run_id,
+            "workflow": self.workflow,
+            "step": step,
+            "node": node,
+            "status": status,
+            **detail,
+        }
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    @contextlib.contextmanager
+    def step(self, step: str, node: str | None = None, **detail: Any) -> Iterator[None]:
+        start = time.monotonic()
+        self.write(step, "start", node, **detail)
+        try:
+            yield
+        except BaseException as e:
+            self.write(
+                step,
+                "failed" if not isinstance(e, KeyboardInterrupt) else "interrupted",
+                node,
+                seconds=round(time.monotonic() - start, 2),
+                error=str(e)[:2000],
+            )
+            raise
+        self.write(step, "ok", node, seconds=round(time.monotonic() - start, 2))
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def parallel(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
+    """Map in parallel; the first failure is raised after the others finished."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        futures = [pool.submit(fn, i) for i in items]
+        results, errors = [], []
+        for f in futures:
+            try:
+                results.append(f.result())
+            except Exception as e:  # collected and re-raised below, first one wins
+                errors.append(e)
+        if errors:
+            raise errors[0]
+        return results
+
+
+# -- node probes ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Probe:
+    ip: str
+    mode: str  # maintenance | configured | foreign | unreachable | error
+    status: MachineStatus | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.status:
+            ready = "ready" if self.status.ready else "not ready"
+            return f"{self.mode}, {self.status.stage}, {ready}"
+        return f"{self.mode}: {self.detail}" if self.detail else self.mode
+
+
+def probe(prog: Program, tc: Talosctl, ip: str, timeout: float = 20) -> Probe:
+    """Ask a node what it is: maintenance (insecure API answers) or configured for us."""
+    try:
+        r = run(prog, tc.machinestatus(ip, insecure=True), timeout=timeout, node=ip)
+        return Probe(ip, "maintenance", parse_machinestatus(r.stdout))
+    except CommandFailed as e:
+        out = e.output
+        if CONN_REFUSED in out or "timed out" in str(e):
+            return Probe(ip, "unreachable", detail=_last(out))
+        if CERT_REQUIRED not in out and MAINTENANCE_NOT_IMPLEMENTED not in out:
+            return Probe(ip, "error", detail=_last(out))
+    try:
+        r = run(prog, tc.machinestatus(ip, insecure=False), timeout=timeout, node=ip)
+        return Probe(ip, "configured", parse_machinestatus(r.stdout))
+    except CommandFailed as e:
+        if UNKNOWN_AUTHORITY in e.output:
+            return Probe(
+                ip,
+                "foreign",
+                detail="configured for another cluster (its CA does not "
+                "trust this cluster's talosconfig)",
+            )
+        if CONN_REFUSED in e.output:
+            return Probe(ip, "unreachable", detail=_last(e.output))
+        return Probe(ip, "error", detail=_last(e.output))
+
+
+def _last(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def wait_for(
+    ips: list[str],
+    check: Callable[[str], tuple[bool, str]],
+    *,
+    timeout: float,
+    reporter: Reporter,
+    what: str,
+    interval: float = 0.5,
+    workers: int = 10,
+) -> None:
+    """Poll check(ip) -> (done, status) for every node in parallel until all are done."""
+    deadline = time.monotonic() + timeout
+    pending = list(ips)
+    last: dict[str, str] = {}
+    while pending:
+        results = parallel(lambda ip: (ip, *check(ip)), pending, workers)
+        for ip, _done, status in results:
+            last[ip] = status
+            reporter.node(ip, status)
+        pending = [ip for ip, done, _ in results if not done]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            detail = "; ".join(f"{ip}: {last.get(ip, 'no answer')}" for ip in pending)
+            raise WorkflowError(f"timed out after {timeout:.0f}s waiting for {what}: {detail}")
+        time.sleep(interval)

@@ -1,0 +1,133 @@
+"""Read-only views of a live cluster: per-node status and live-vs-generated config diffs."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+
+from .. import localconfig, secrets
+from ..errors import CommandFailed, TalosProvError
+from ..model import Cluster, Node, Repo
+from ..redact import bundle_values, redact_doc
+from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
+from ..tools.run import Program, run
+from ..tools.talosctl import Talosctl, parse_machineconfig, parse_server_version
+from .runtime import parallel, probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    ip: str
+    hostname: str
+    role: str
+    stage: str
+    talos: str
+    kubernetes: str
+    ready: str
+    in_sync: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _redacted_live(prog: Program, tc: Talosctl, ip: str, values: dict[str, str]) -> str:
+    doc = parse_machineconfig(run(prog, tc.machineconfig(ip), timeout=30, node=ip).stdout)
+    return redact_doc(doc, values)
+
+
+def _normal(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def _kube_nodes(repo: Repo, cluster: Cluster, kubectl: Program | None) -> dict[str, NodeInfo]:
+    kc = localconfig.kubeconfig_path(repo, cluster)
+    if kubectl is None or not kc.exists():
+        return {}
+    try:
+        return {
+            n.ip: n for n in parse_nodes(run(kubectl, Kubectl(kc).get_nodes(), timeout=30).stdout)
+        }
+    except CommandFailed as e:
+        log.warning("kubectl could not list nodes: %s", e.output.strip().splitlines()[-1:])
+        return {}
+
+
+def _bundle_values(repo: Repo, cluster: Cluster) -> dict[str, str] | None:
+    try:
+        return bundle_values(yaml.safe_load(secrets.decrypt(repo, cluster)))
+    except TalosProvError as e:
+        log.warning("config sync not checked: %s", e)
+        return None
+
+
+def status(
+    repo: Repo, cluster: Cluster, prog: Program, kubectl: Program | None, workers: int = 10
+) -> list[NodeStatus]:
+    tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+    kube = _kube_nodes(repo, cluster, kubectl)
+    values = _bundle_values(repo, cluster)
+
+    def one(node: Node) -> NodeStatus:
+        p = probe(prog, tc, node.ip)
+        stage = p.status.stage if p.status else p.mode
+        talos, sync = "-", "-"
+        if p.mode == "configured":
+            try:
+                talos = parse_server_version(
+                    run(prog, tc.version(node.ip), timeout=20, node=node.ip).stdout
+                ).get(node.ip, "-")
+            except CommandFailed:
+                talos = "?"
+            if values is not None:
+                sync = "yes" if node_diff(repo, cluster, prog, tc, node, values) == "" else "no"
+        elif p.mode == "maintenance":
+            sync = "no"
+        kn = kube.get(node.ip)
+        return NodeStatus(
+            ip=node.ip,
+            hostname=node.hostname,
+            role=node.role,
+            stage=stage,
+            talos=talos,
+            kubernetes=kn.kubelet if kn else "-",
+            ready=("yes" if kn.ready else "no") if kn else "-",
+            in_sync=sync,
+        )
+
+    return parallel(one, cluster.nodes, workers)
+
+
+def node_diff(
+    repo: Repo, cluster: Cluster, prog: Program, tc: Talosctl, node: Node, values: dict[str, str]
+) -> str:
+    """Unified diff of generated/<cluster>/nodes/<host>.yaml vs the node's live config."""
+    gen_path = repo.generated_dir(cluster) / "nodes" / f"{node.hostname}.yaml"
+    want = gen_path.read_text() if gen_path.exists() else ""
+    live = _redacted_live(prog, tc, node.ip, values)
+    if _normal(want) == _normal(live):
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            want.splitlines(keepends=True),
+            live.splitlines(keepends=True),
+            fromfile=f"generated/{cluster.name}/nodes/{node.hostname}.yaml",
+            tofile=f"live/{node.ip}",
+        )
+    )
+
+
+def diff(repo: Repo, cluster: Cluster, prog: Program, nodes: list[Node]) -> dict[str, str]:
+    values = _bundle_values(repo, cluster)
+    if values is None:
+        raise TalosProvError(
+            "cannot compare live configs without the secrets bundle (needed to redact them)"
+        )
+    tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+    results = parallel(lambda n: (n.ip, node_diff(repo, cluster, prog, tc, n, values)), nodes, 10)
+    return dict(results)

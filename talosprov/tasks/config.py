@@ -98,6 +98,8 @@ def secrets(
         "check": "regenerate with a throwaway bundle (no keys needed); exit 1 with a diff "
         "when patches/ or generated/ are stale",
         "commit": "commit the cluster's patches/, generated/ and new secrets file",
+        "throwaway_bundle": "write generated/ from a throwaway bundle and store no secrets "
+        "(example repositories; the output is the same: it is redacted)",
         "verbose": VERBOSE_HELP,
     }
 )
@@ -107,6 +109,7 @@ def generate(
     cluster: str | None = None,
     check: bool = False,
     commit: bool = False,
+    throwaway_bundle: bool = False,
     verbose: bool = False,
 ) -> None:
     """Render patches and generate redacted machine configs into generated/<cluster>/."""
@@ -121,8 +124,9 @@ def generate(
                 stale.append(cl.name)
             continue
         before = commit_wf.snapshot(r, cl)
-        secrets_wf.ensure(r, cl, prog)
-        res = gen_wf.generate(r, cl, prog)
+        if not throwaway_bundle:
+            secrets_wf.ensure(r, cl, prog)
+        res = gen_wf.generate(r, cl, prog, throwaway=throwaway_bundle)
         out(
             f"{cl.name}: {len(res.written)} written, {len(res.removed)} removed, "
             f"{res.unchanged} unchanged"

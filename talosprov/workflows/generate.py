@@ -122,10 +122,13 @@ class GenerateResult:
     patches_written: list[str]
 
 
-def generate(repo: Repo, cluster: Cluster, prog: Program) -> GenerateResult:
+def generate(
+    repo: Repo, cluster: Cluster, prog: Program, *, throwaway: bool = False
+) -> GenerateResult:
+    """Render, build and write the redacted configs (unchanged files are not rewritten)."""
     progress.phase(f"Generate {cluster.name}")
     rendered = render.render(repo, cluster)
-    with build(repo, cluster, prog) as b:
+    with build(repo, cluster, prog, throwaway=throwaway) as b:
         written, removed, unchanged = write_folder(repo.generated_dir(cluster), b.redacted)
     for rel in written:
         log.info("wrote generated/%s/%s", cluster.name, rel)

@@ -45,5 +45,11 @@ def live() -> Live:
     cluster = repo.find(name)
     prog = toolbox.talosctl(repo, cluster)
     env = "".join(f"{k}={shlex.quote(v)} " for k, v in prog.env)
-    return Live(repo, cluster, testinfra.get_host("local://"), list(prog.prefix),
-                list(toolbox.kubectl().prefix), env)
+    return Live(
+        repo,
+        cluster,
+        testinfra.get_host("local://"),
+        list(prog.prefix),
+        list(toolbox.kubectl().prefix),
+        env,
+    )

@@ -11,8 +11,10 @@ pytestmark = pytest.mark.cluster
 
 
 def _ips(nodes: list[dict]) -> dict[str, dict]:
-    return {next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"): n
-            for n in nodes}
+    return {
+        next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"): n
+        for n in nodes
+    }
 
 
 def test_node_count_and_roles_match_the_cluster_file(live: Live) -> None:
@@ -35,8 +37,13 @@ def test_versions_are_as_declared(live: Live) -> None:
         info = nodes[n.ip]["status"]["nodeInfo"]
         assert info["kubeletVersion"] == f"v{live.cluster.kubernetes_version}", n.ip
         assert info["osImage"] == f"Talos ({live.cluster.talos_version})", n.ip
-    out = live.talos("version", "--nodes", ",".join(n.ip for n in live.cluster.nodes),
-                     "--endpoints", live.cluster.controlplanes[0].ip)
+    out = live.talos(
+        "version",
+        "--nodes",
+        ",".join(n.ip for n in live.cluster.nodes),
+        "--endpoints",
+        live.cluster.controlplanes[0].ip,
+    )
     server = out.split("Server:", 1)[1]
     assert server.count(f"Tag:         {live.cluster.talos_version}") == len(live.cluster.nodes)
 

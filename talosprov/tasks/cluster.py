@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from invoke import Context, Exit, task
 
@@ -38,6 +39,7 @@ STATUS_COLUMNS = [
         "wait_timeout": "seconds to wait for nodes to answer / reach running (default 900)",
         "health_timeout": "seconds for talosctl health (default 600)",
         "verbose": VERBOSE_HELP,
+        "command_timeout": "seconds one talosctl call may take (default 120)",
     }
 )
 @handled
@@ -48,6 +50,7 @@ def install(
     parallel: int = 5,
     wait_timeout: int = 900,
     health_timeout: int = 600,
+    command_timeout: int = 120,
     verbose: bool = False,
 ) -> None:
     """Install a cluster from nodes in maintenance mode to verified Kubernetes (safe to re-run)."""
@@ -61,6 +64,7 @@ def install(
             parallel=parallel,
             wait_timeout=wait_timeout,
             health_timeout=health_timeout,
+            command_timeout=command_timeout,
             reporter=rep,
         )
         outcome = install_wf.install(r, cl, prog, kubectl, opts)
@@ -210,9 +214,17 @@ def verify(c: Context, cluster: str, verbose: bool = False) -> None:
     r = repo()
     cl = r.find(cluster)
     env = dict(os.environ, TALOSPROV_CLUSTER=cl.name, TALOSPROV_REPO=str(r.root))
-    suite = r.root / "tests" / "cluster"
-    if not suite.is_dir():
-        raise Exit(f"{suite} is missing: the verify suite ships with talosprov's repository")
+    # The fleet repository may carry its own suite; otherwise the one beside talosprov is used.
+    candidates = [
+        r.root / "tests" / "cluster",
+        Path(__file__).resolve().parents[2] / "tests" / "cluster",
+    ]
+    suite = next((p for p in candidates if p.is_dir()), None)
+    if suite is None:
+        raise Exit("no tests/cluster/ suite found in the fleet repository or beside talosprov")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(suite.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     rc = subprocess.call(
         [
             sys.executable,

@@ -20,7 +20,12 @@ from ..model import Cluster, Node, Repo
 from ..render import write_folder
 from ..tools.kubectl import Kubectl, parse_nodes
 from ..tools.run import Program, run
-from ..tools.talosctl import ALREADY_BOOTSTRAPPED, Talosctl, parse_machinestatus
+from ..tools.talosctl import (
+    ALREADY_BOOTSTRAPPED,
+    Talosctl,
+    parse_machineconfig,
+    parse_machinestatus,
+)
 from . import generate as gen_wf
 from . import secrets as secrets_wf
 from .runtime import Journal, LogReporter, Probe, Reporter, cluster_lock, parallel, probe, wait_for
@@ -61,13 +66,24 @@ def _running_ready(p: Probe) -> bool:
     )
 
 
-def plan(cluster: Cluster, observed: dict[str, Probe]) -> Plan:
-    """Ordered steps from the desired cluster and what the nodes answered. Pure."""
+def plan(
+    cluster: Cluster, observed: dict[str, Probe], live_types: dict[str, str] | None = None
+) -> Plan:
+    """Ordered steps from the desired cluster and what the nodes answered. Pure.
+
+    live_types: machine type of each configured node (controlplane | worker).
+    """
     problems = []
     for n in cluster.nodes:
         p = observed[n.ip]
         if p.mode in ("foreign", "unreachable", "error"):
             problems.append(f"{n.ip} ({n.hostname}): {p.describe()}")
+        live = (live_types or {}).get(n.ip)
+        if p.mode == "configured" and live and live != n.role:
+            problems.append(
+                f"{n.ip} ({n.hostname}) runs a {live} config but the cluster file "
+                f"declares it {n.role}; fix the cluster file or reset the node"
+            )
     if problems:
         raise WorkflowError(
             "cannot install "
@@ -119,6 +135,7 @@ class Options:
     parallel: int = 5
     wait_timeout: float = 900
     health_timeout: float = 600
+    command_timeout: float = 120
     reporter: Reporter = field(default_factory=LogReporter)
 
 
@@ -159,6 +176,18 @@ class Installer:
             self.opts.reporter.node(p.ip, p.describe())
         return {p.ip: p for p in probes}
 
+    def live_types(self, observed: dict[str, Probe]) -> dict[str, str]:
+        """machine.type of every configured node (to refuse a wrong-role node)."""
+        configured = [ip for ip, p in observed.items() if p.mode == "configured"]
+
+        def one(ip: str) -> tuple[str, str]:
+            doc = parse_machineconfig(
+                run(self.prog, self.tc.machineconfig(ip), timeout=30, node=ip).stdout
+            )
+            return ip, str((doc.get("machine") or {}).get("type", ""))
+
+        return dict(parallel(one, configured, self.opts.parallel))
+
     def wait_reachable(self) -> dict[str, Probe]:
         """Wait until every node is in maintenance mode or runs this cluster's config."""
         probes: dict[str, Probe] = {}
@@ -191,7 +220,9 @@ class Installer:
             )
         with self.journal.step("apply", node.ip, role=node.role):
             self._run(
-                self.tc.apply_config(node.ip, config, insecure=True), node=node.ip, timeout=120
+                self.tc.apply_config(node.ip, config, insecure=True),
+                node=node.ip,
+                timeout=self.opts.command_timeout,
             )
         self.opts.reporter.node(node.ip, "config applied, installing")
 
@@ -228,7 +259,7 @@ class Installer:
     def _bootstrap(self, ip: str) -> None:
         with self.journal.step("bootstrap", ip):
             try:
-                self._run(self.tc.bootstrap(ip), node=ip, timeout=120)
+                self._run(self.tc.bootstrap(ip), node=ip, timeout=self.opts.command_timeout)
                 log.info("%s: etcd bootstrapped", ip)
             except CommandFailed as e:
                 if ALREADY_BOOTSTRAPPED not in e.output:
@@ -249,7 +280,7 @@ class Installer:
     def _kubeconfig(self, ip: str) -> None:
         path = localconfig.kubeconfig_path(self.repo, self.cluster)
         with self.journal.step("kubeconfig", ip):
-            self._run(self.tc.kubeconfig(ip, path), node=ip, timeout=60)
+            self._run(self.tc.kubeconfig(ip, path), node=ip, timeout=self.opts.command_timeout)
             path.chmod(0o600)
             target, ctx = localconfig.merge_operator_kubeconfig(self.repo, self.cluster)
         log.info("kubeconfig: %s; context %s is current in %s", self.repo.rel(path), ctx, target)
@@ -317,7 +348,7 @@ class Installer:
         c = self.cluster
         if self.opts.dry_run:
             observed = self.observe()
-            p = plan(c, observed)
+            p = plan(c, observed, self.live_types(observed))
             self._print_dry_run(p)
             return Outcome(p, self.commands)
         with cluster_lock(self.repo, c, "install"):
@@ -330,7 +361,7 @@ class Installer:
                 localconfig.write_talosconfig(self.repo, c, build.talosconfig)
                 localconfig.merge_operator_talosconfig(self.repo, c)
                 observed = self.wait_reachable()
-                p = plan(c, observed)
+                p = plan(c, observed, self.live_types(observed))
                 progress.phase("Plan")
                 for line in p.describe():
                     log.info("%s", line)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.emulated.e2e import FleetRepo
 from tests.sim import Sim, build_cluster
 
 
@@ -53,3 +54,18 @@ def cluster(_cluster_template: Sim, tmp_path: Path) -> Iterator[Sim]:
     s = _cluster_template.copy_to(tmp_path / "sim")
     yield s
     s.destroy()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[FleetRepo]:
+    """A copy of the fleet repository (git, own HOME); its emulated demo fleet is torn down."""
+    r = FleetRepo(tmp_path)
+    yield r
+    r.destroy()
+
+
+@pytest.fixture
+def demo_repo(repo: FleetRepo) -> FleetRepo:
+    """The repository with the demo cluster's five emulated nodes in maintenance mode."""
+    repo.fleet("127.0.10.1-5", "127.0.10.1-3")
+    return repo

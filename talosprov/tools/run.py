@@ -124,6 +124,7 @@ def run(
             _encoding="utf-8",
             _decode_errors="replace",
             _return_cmd=True,
+            _tty_out=False,  # a pipe, not a terminal: no pagers, colours or prompts
         )
     except sh.ErrorReturnCode as e:
         stdout = e.stdout.decode(errors="replace")

@@ -1,4 +1,4 @@
-"""Secrets and generated configs end to end: encryption, fail-closed, redaction, --check, --commit."""
+"""Secrets and generated configs end to end: encryption, fail-closed, redaction, check, commit."""
 
 from __future__ import annotations
 

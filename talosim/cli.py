@@ -271,6 +271,11 @@ def main(argv: list[str]) -> int:
     return rc
 
 
+def entry() -> None:
+    """Console-script entry point (`talosim <talosctl args>`)."""
+    sys.exit(main(sys.argv[1:]))
+
+
 # -- shared helpers ---------------------------------------------------------------------------
 def read_bytes_b64(text: str) -> bytes:
     return base64.b64decode(text)

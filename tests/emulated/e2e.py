@@ -11,7 +11,10 @@ from typing import Any
 
 from tests.conftest import ROOT, copy_repo
 
-TALOSIM = str(ROOT / "talosim" / "bin" / "talosctl")
+LAUNCHER = str(ROOT / "talosim" / "bin" / "talosctl")
+# What an operator points TALOSCTL at: the `talosim` console script of this interpreter's env.
+_SCRIPT = Path(sys.executable).parent / "talosim"
+TALOSIM = str(_SCRIPT) if _SCRIPT.exists() else LAUNCHER
 
 
 class FleetRepo:

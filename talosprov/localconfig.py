@@ -60,6 +60,13 @@ def write_talosconfig(repo: Repo, cluster: Cluster, generated: Path) -> tuple[Pa
     return path, True
 
 
+def current_talos_context() -> str | None:
+    """The current context of the operator's talosconfig ($TALOSCONFIG or ~/.talos/config)."""
+    path = Path(os.environ.get("TALOSCONFIG") or Path.home() / ".talos" / "config")
+    cfg = _load(path)
+    return str(cfg.get("context") or "") or None
+
+
 def merge_operator_talosconfig(repo: Repo, cluster: Cluster) -> Path:
     """Merge into ~/.talos/config as context <cluster name> (replaced, not renamed), current."""
     src = _load(talosconfig_path(repo, cluster))

@@ -55,6 +55,18 @@ class Install(_Strict):
         return v
 
 
+class UpgradeSettings(_Strict):
+    """How rolling upgrades of this cluster are gated."""
+
+    gates: list[str] = Field(
+        default_factory=list,
+        description="Shell commands run after each upgraded node or batch; each must exit 0 "
+        "to go on (e.g. a Ceph or Longhorn health check)",
+    )
+    gate_timeout: int = Field(default=300, ge=1, description="Seconds each gate may take")
+    max_unavailable: int = Field(default=1, ge=1, description="Workers upgraded at once")
+
+
 class Node(_Strict):
     """One machine of the cluster."""
 
@@ -111,6 +123,7 @@ class Cluster(_Strict):
     patches: list[str] = Field(
         default_factory=list, description="Extra patch files (repo-relative) applied to all nodes"
     )
+    upgrade: UpgradeSettings = Field(default_factory=UpgradeSettings)
     emulated: bool = Field(default=False, description="Runs on talosim, the bundled emulator")
 
     @field_validator("name")

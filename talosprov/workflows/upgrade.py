@@ -1,0 +1,554 @@
+"""Rolling Talos upgrades and Kubernetes upgrades, gated before and after every node.
+
+observe (versions, stages) → plan (pure: order, hops through each minor, batches, skips) →
+apply (gates → snapshot → talosctl upgrade → gates; stop at the first failure) → observe again.
+Control planes go one at a time, before any worker; a re-run skips what is at target.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import localconfig, progress
+from ..errors import CommandFailed, GateFailed, TalosProvError, UnknownClusterError, WorkflowError
+from ..model import Cluster, Node, Repo
+from ..tools.kubectl import Kubectl, parse_nodes, parse_pods_ready
+from ..tools.run import Program, run, run_shell_gate
+from ..tools.talosctl import (
+    BUSY_FILE,
+    Talosctl,
+    parse_etcd_members,
+    parse_server_version,
+)
+from ..versions import Version, check_kubernetes_supported, upgrade_path
+from .runtime import Journal, LogReporter, Reporter, cluster_lock, parallel, probe
+
+log = logging.getLogger(__name__)
+
+
+# -- finding the cluster of a node ----------------------------------------------------------------
+def cluster_for_node(repo: Repo, ip: str, cluster: str | None) -> Cluster:
+    """The named cluster, else the current talosconfig context's cluster when it holds the IP,
+    else the only cluster that holds it (the same IP can be in several fleets' clusters)."""
+    if cluster:
+        c = repo.find(cluster)
+        c.node(ip)
+        return c
+    candidates = repo.clusters_with_node(ip)
+    if not candidates:
+        raise UnknownClusterError(f"no cluster in clusters/ has a node {ip}")
+    current = localconfig.current_talos_context()
+    for c in candidates:
+        if c.name == current:
+            return c
+    if len(candidates) == 1:
+        return candidates[0]
+    names = ", ".join(c.name for c in candidates)
+    raise UnknownClusterError(
+        f"{ip} belongs to several clusters ({names}) and the current talosconfig context "
+        f"({current or 'none'}) is none of them: add --cluster, e.g. --cluster {candidates[0].name}"
+    )
+
+
+# -- plan -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Observed:
+    ip: str
+    stage: str
+    version: str | None  # Talos tag, e.g. v1.7.0
+
+
+@dataclass(frozen=True)
+class NodeStep:
+    ip: str
+    hostname: str
+    role: str
+    current: str
+    hops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpgradePlan:
+    target: str
+    batches: tuple[tuple[NodeStep, ...], ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+    noop: str | None = None
+
+    def describe(self) -> list[str]:
+        if self.noop:
+            return [f"nothing to do: {self.noop}"]
+        lines = [f"target Talos {self.target}"]
+        for i, batch in enumerate(self.batches, 1):
+            for s in batch:
+                lines.append(
+                    f"{i}. {s.ip} ({s.hostname}, {s.role}): {s.current} → {' → '.join(s.hops)}"
+                )
+        lines += [f"   skip {ip}: {why}" for ip, why in self.skipped]
+        return lines
+
+
+def plan(
+    cluster: Cluster,
+    observed: dict[str, Observed],
+    target: Version,
+    *,
+    max_unavailable: int = 1,
+    only: list[str] | None = None,
+) -> UpgradePlan:
+    """Control planes one per batch, in file order, then workers in batches. Pure."""
+    nodes = [n for n in cluster.nodes if only is None or n.ip in only]
+    steps: dict[str, NodeStep] = {}
+    skipped: list[tuple[str, str]] = []
+    for n in nodes:
+        o = observed[n.ip]
+        if o.version is None:
+            raise WorkflowError(
+                f"{n.ip} ({n.hostname}) did not report its Talos version "
+                f"(stage {o.stage}); is it up and running {cluster.name}?"
+            )
+        cur = Version.parse(o.version)
+        if cur == target:
+            skipped.append((n.ip, f"already at {target}"))
+            continue
+        hops = upgrade_path(cur, target)
+        steps[n.ip] = NodeStep(n.ip, n.hostname, n.role, cur.v(), tuple(h.v() for h in hops))
+    if not steps:
+        return UpgradePlan(
+            target.v(), (), tuple(skipped), noop=f"every node is already at Talos {target}"
+        )
+    batches: list[tuple[NodeStep, ...]] = [
+        (steps[n.ip],) for n in cluster.controlplanes if n.ip in steps
+    ]
+    workers = [steps[n.ip] for n in cluster.workers if n.ip in steps]
+    size = max(1, max_unavailable)
+    batches += [tuple(workers[i : i + size]) for i in range(0, len(workers), size)]
+    return UpgradePlan(target.v(), tuple(batches), tuple(skipped))
+
+
+# -- apply ----------------------------------------------------------------------------------------
+@dataclass
+class Options:
+    dry_run: bool = False
+    max_unavailable: int = 1
+    gates: list[str] = field(default_factory=list)
+    gate_timeout: float = 300
+    preserve: bool = False
+    stage: bool = False
+    timeout: float = 1800
+    health_timeout: float = 300
+    reporter: Reporter = field(default_factory=LogReporter)
+
+
+class Upgrader:
+    def __init__(
+        self, repo: Repo, cluster: Cluster, prog: Program, kubectl: Program | None, opts: Options
+    ) -> None:
+        self.repo, self.cluster, self.prog, self.kubectl, self.opts = (
+            repo,
+            cluster,
+            prog,
+            kubectl,
+            opts,
+        )
+        self.tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+        self.journal = Journal(repo, cluster, "upgrade")
+        self.nodes = {n.ip: n for n in cluster.nodes}
+
+    def _run(self, args: list[str], node: str | None = None, timeout: float = 120) -> str:
+        return run(self.prog, args, node=node, timeout=timeout).stdout
+
+    def observe(self, ips: list[str]) -> dict[str, Observed]:
+        def one(ip: str) -> Observed:
+            p = probe(self.prog, self.tc, ip)
+            if p.mode != "configured":
+                return Observed(ip, p.status.stage if p.status else p.mode, None)
+            out = self._run(self.tc.version(ip), node=ip, timeout=30)
+            return Observed(
+                ip, p.status.stage if p.status else "?", parse_server_version(out).get(ip)
+            )
+
+        got = parallel(one, ips, 10)
+        for o in got:
+            self.opts.reporter.node(o.ip, f"{o.stage}, Talos {o.version or '?'}")
+        return {o.ip: o for o in got}
+
+    # gates ------------------------------------------------------------------------------------
+    def health(self, why: str) -> None:
+        cps = [n.ip for n in self.cluster.controlplanes]
+        workers = [n.ip for n in self.cluster.workers]
+        node = cps[0]
+        try:
+            self._run(
+                self.tc.health(node, cps, workers, self.opts.health_timeout),
+                node=node,
+                timeout=self.opts.health_timeout + 60,
+            )
+        except CommandFailed as e:
+            raise GateFailed(f"cluster health ({why}) failed:\n{e.output[-2000:]}") from None
+
+    def etcd_gate(self, node: Node) -> None:
+        """Every member healthy and a quorum left when this node goes down."""
+        cps = [n.ip for n in self.cluster.controlplanes]
+        members = parse_etcd_members(self._run(self.tc.etcd_members(node.ip), node=node.ip))
+        peers = {m["peer_urls"].split("//")[1].rsplit(":", 1)[0] for m in members}
+        unhealthy = []
+        for ip in cps:
+            try:
+                self._run(
+                    [
+                        "etcd",
+                        "status",
+                        "--talosconfig",
+                        str(self.tc.talosconfig),
+                        "--nodes",
+                        ip,
+                        "--endpoints",
+                        ip,
+                    ],
+                    node=ip,
+                    timeout=30,
+                )
+            except CommandFailed as e:
+                unhealthy.append(f"{ip}: {e.output.strip().splitlines()[-1] if e.output else e}")
+        if unhealthy:
+            raise GateFailed(
+                "etcd is not healthy on every member; not upgrading "
+                f"{node.ip}:\n  " + "\n  ".join(unhealthy)
+            )
+        n = len(peers)
+        quorum = n // 2 + 1
+        if n > 1 and n - 1 < quorum:
+            raise GateFailed(
+                f"etcd has {n} members: taking {node.ip} down would lose quorum "
+                f"({quorum} needed); add a control plane or use --preserve on a "
+                "single-node cluster"
+            )
+
+    def snapshot(self, node: Node) -> Path:
+        d = self.repo.state_dir(self.cluster) / "backups"
+        d.mkdir(exist_ok=True, mode=0o700)
+        path = d / f"etcd-{time.strftime('%Y%m%dT%H%M%S')}-{node.hostname}.db"
+        self._run(self.tc.etcd_snapshot(node.ip, path), node=node.ip, timeout=600)
+        path.chmod(0o600)
+        log.info("%s: etcd snapshot saved to %s", node.ip, self.repo.rel(path))
+        return path
+
+    def user_gates(self, after: str) -> None:
+        gates = [*self.cluster.upgrade.gates, *self.opts.gates]
+        for g in gates:
+            try:
+                with self.journal.step("gate", None, command=g, after=after):
+                    run_shell_gate(g, timeout=self.opts.gate_timeout, cwd=self.repo.root)
+            except CommandFailed as e:
+                raise GateFailed(
+                    f"gate `{g}` failed after {after} (exit {e.exit_code}):\n{e.output[-2000:]}"
+                ) from None
+
+    def k8s_ready(self, ips: list[str]) -> None:
+        kc = localconfig.kubeconfig_path(self.repo, self.cluster)
+        if self.kubectl is None or not kc.exists():
+            log.warning(
+                "no kubeconfig in .state/: Kubernetes readiness not checked "
+                "(run `invoke kubeconfig`)"
+            )
+            return
+        deadline = time.monotonic() + self.opts.health_timeout
+        while True:
+            nodes = {
+                n.ip: n
+                for n in parse_nodes(run(self.kubectl, Kubectl(kc).get_nodes(), timeout=60).stdout)
+            }
+            bad = [
+                ip
+                for ip in ips
+                if not (nodes.get(ip) and nodes[ip].ready and not nodes[ip].unschedulable)
+            ]
+            if not bad:
+                return
+            if time.monotonic() > deadline:
+                raise GateFailed(f"not Ready (or still cordoned) in Kubernetes: {', '.join(bad)}")
+            time.sleep(1)
+
+    # one node ---------------------------------------------------------------------------------
+    def upgrade_node(self, step: NodeStep) -> None:
+        node = self.nodes[step.ip]
+        for hop in step.hops:
+            image = self.cluster.installer_image(hop)
+            with self.journal.step("upgrade", node.ip, image=image, role=node.role):
+                self.opts.reporter.node(node.ip, f"upgrading to {hop}")
+                try:
+                    self._run(
+                        self.tc.upgrade(
+                            node.ip,
+                            image,
+                            stage=self.opts.stage,
+                            preserve=self.opts.preserve,
+                            timeout=self.opts.timeout,
+                        ),
+                        node=node.ip,
+                        timeout=self.opts.timeout + 60,
+                    )
+                    if self.opts.stage:
+                        self._run(
+                            self.tc.reboot(node.ip, self.opts.timeout),
+                            node=node.ip,
+                            timeout=self.opts.timeout + 60,
+                        )
+                except CommandFailed as e:
+                    if BUSY_FILE not in e.output or self.opts.stage:
+                        raise
+                    # The runbook's answer to a file held open on disk: stage the upgrade so it
+                    # runs early in the next boot, then reboot.
+                    log.warning(
+                        "%s: upgrade failed on a busy file (%s); retrying once as a "
+                        "staged upgrade followed by a reboot",
+                        node.ip,
+                        BUSY_FILE,
+                    )
+                    self.journal.write("upgrade", "staged-retry", node.ip, image=image)
+                    self._run(
+                        self.tc.upgrade(
+                            node.ip,
+                            image,
+                            stage=True,
+                            preserve=self.opts.preserve,
+                            timeout=self.opts.timeout,
+                        ),
+                        node=node.ip,
+                    )
+                    self._run(
+                        self.tc.reboot(node.ip, self.opts.timeout),
+                        node=node.ip,
+                        timeout=self.opts.timeout + 60,
+                    )
+            with self.journal.step("verify-version", node.ip, expected=hop):
+                out = self._run(self.tc.version(node.ip), node=node.ip, timeout=60)
+                now = parse_server_version(out).get(node.ip)
+                if now != hop:
+                    raise WorkflowError(
+                        f"{node.ip} ({node.hostname}) came back at Talos {now} after upgrading "
+                        f"to {hop}: the new version did not stick (A/B rollback). Look at "
+                        f"`talosctl dmesg -n {node.ip}` before retrying"
+                    )
+            self.opts.reporter.node(node.ip, f"at {hop}")
+
+    def run_plan(self, p: UpgradePlan) -> None:
+        for i, batch in enumerate(p.batches, 1):
+            names = ", ".join(s.ip for s in batch)
+            progress.phase(f"Batch {i}/{len(p.batches)}: {names}")
+            with self.journal.step("before-gates", None, nodes=[s.ip for s in batch]):
+                self.health(f"before {names}")
+                for s in batch:
+                    if s.role == "controlplane":
+                        self.etcd_gate(self.nodes[s.ip])
+                        self.snapshot(self.nodes[s.ip])
+            parallel(self.upgrade_node, list(batch), len(batch))
+            with self.journal.step("after-gates", None, nodes=[s.ip for s in batch]):
+                self.k8s_ready([s.ip for s in batch])
+                self.health(f"after {names}")
+                self.user_gates(names)
+
+    def commands(self, p: UpgradePlan) -> list[str]:
+        out = []
+        for batch in p.batches:
+            for s in batch:
+                node = self.nodes[s.ip]
+                if s.role == "controlplane":
+                    out.append(
+                        shlex.join(
+                            [
+                                "talosctl",
+                                *self.tc.etcd_snapshot(
+                                    s.ip,
+                                    Path(".state")
+                                    / self.cluster.name
+                                    / "backups"
+                                    / f"etcd-<time>-{node.hostname}.db",
+                                ),
+                            ]
+                        )
+                    )
+                for hop in s.hops:
+                    out.append(
+                        shlex.join(
+                            [
+                                "talosctl",
+                                *self.tc.upgrade(
+                                    s.ip,
+                                    self.cluster.installer_image(hop),
+                                    stage=self.opts.stage,
+                                    preserve=self.opts.preserve,
+                                    timeout=self.opts.timeout,
+                                ),
+                            ]
+                        )
+                    )
+        return out
+
+
+@dataclass
+class UpgradeOutcome:
+    plan: UpgradePlan
+    commands: list[str]
+
+
+def upgrade(
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    kubectl: Program | None,
+    opts: Options,
+    *,
+    target: str | None = None,
+    only: list[str] | None = None,
+) -> UpgradeOutcome:
+    want = Version.parse(target) if target else cluster.talos
+    up = Upgrader(repo, cluster, prog, kubectl, opts)
+    ips = only or [n.ip for n in cluster.nodes]
+    progress.phase(f"Observe {len(ips)} node(s) of {cluster.name}")
+    p = plan(cluster, up.observe(ips), want, max_unavailable=opts.max_unavailable, only=only)
+    progress.phase("Plan")
+    for line in p.describe():
+        log.info("%s", line)
+    outcome = UpgradeOutcome(p, up.commands(p))
+    if opts.dry_run or p.noop:
+        return outcome
+    with cluster_lock(repo, cluster, "upgrade"):
+        up.journal.write("upgrade", "start", None, target=p.target)
+        up.run_plan(p)
+        progress.phase("Observe again")
+        again = up.observe(ips)
+        behind = [ip for ip, o in again.items() if o.version != p.target]
+        if behind:
+            raise WorkflowError(
+                f"after the upgrade these nodes are not at {p.target}: "
+                + ", ".join(f"{ip} ({again[ip].version})" for ip in behind)
+            )
+        up.journal.write("upgrade", "ok", None, target=p.target)
+    return outcome
+
+
+# -- Kubernetes -----------------------------------------------------------------------------------
+@dataclass
+class K8sOutcome:
+    current: str
+    target: str
+    noop: str | None
+    commands: list[str]
+
+
+def upgrade_k8s(
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    kubectl: Program,
+    *,
+    to: str | None,
+    dry_run: bool,
+    timeout: float = 3600,
+) -> K8sOutcome:
+    target = Version.parse(to) if to else cluster.kubernetes
+    tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+    kc = Kubectl(localconfig.kubeconfig_path(repo, cluster))
+    cp = cluster.controlplanes[0].ip
+    progress.phase(f"Observe {cluster.name}")
+    nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
+    if not nodes:
+        raise WorkflowError(f"kubectl lists no nodes for {cluster.name}; run `invoke kubeconfig`")
+    current = min(Version.parse(n.kubelet) for n in nodes)
+    talos = parse_server_version(
+        run(
+            prog,
+            [
+                "version",
+                "--talosconfig",
+                str(tc.talosconfig),
+                "--nodes",
+                ",".join(n.ip for n in cluster.nodes),
+                "--endpoints",
+                cp,
+            ],
+            timeout=60,
+        ).stdout
+    )
+    for ip, tag in sorted(talos.items()):
+        why = check_kubernetes_supported(Version.parse(tag), target)
+        if why:
+            raise TalosProvError(f"refusing: {why} (node {ip}); upgrade Talos first")
+    if (target.major, target.minor) > (
+        current.major,
+        current.minor + 1,
+    ) or target.major != current.major:
+        raise TalosProvError(
+            f"refusing: Kubernetes {current.plain()} → {target.plain()} skips a minor; upgrade "
+            f"to {current.major}.{current.minor + 1}.x first (kubeadm-style skew policy)"
+        )
+    if target < current:
+        raise TalosProvError(
+            f"refusing: Kubernetes cannot be downgraded ({current.plain()} → {target.plain()})"
+        )
+    cmds = [
+        shlex.join(["talosctl", *tc.upgrade_k8s(cp, target.plain(), dry_run=True)]),
+        shlex.join(["talosctl", *tc.upgrade_k8s(cp, target.plain(), dry_run=False)]),
+    ]
+    if all(Version.parse(n.kubelet) == target for n in nodes) and _control_plane_pods_ready(
+        kubectl, kc
+    ):
+        return K8sOutcome(
+            current.plain(),
+            target.plain(),
+            f"every node already runs Kubernetes {target.plain()}",
+            cmds,
+        )
+    journal = Journal(repo, cluster, "upgrade-k8s")
+    progress.phase(f"talosctl upgrade-k8s --to {target.plain()} --dry-run")
+    try:
+        out = run(
+            prog, tc.upgrade_k8s(cp, target.plain(), dry_run=True), node=cp, timeout=timeout
+        ).stdout
+    except CommandFailed as e:
+        raise WorkflowError(
+            f"the upgrade-k8s dry run found problems; nothing was changed:\n{e.output[-3000:]}"
+        ) from None
+    for line in out.splitlines():
+        log.debug("dry-run: %s", line)
+    if dry_run:
+        return K8sOutcome(current.plain(), target.plain(), None, cmds)
+    with cluster_lock(repo, cluster, "upgrade-k8s"):
+        progress.phase(f"talosctl upgrade-k8s --to {target.plain()}")
+        with journal.step("upgrade-k8s", cp, to=target.plain()):
+            run(prog, tc.upgrade_k8s(cp, target.plain(), dry_run=False), node=cp, timeout=timeout)
+        progress.phase("Verify kubelets and control-plane pods")
+        deadline = time.monotonic() + 300
+        while True:
+            nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
+            behind = [f"{n.name} ({n.kubelet})" for n in nodes if n.kubelet != target.plain()]
+            ready = _control_plane_pods_ready(kubectl, kc)
+            if not behind and ready:
+                break
+            if time.monotonic() > deadline:
+                raise WorkflowError(
+                    "after upgrade-k8s: "
+                    + (
+                        f"kubelets not at {target.plain()}: {', '.join(behind)}"
+                        if behind
+                        else "control-plane pods are not all Ready"
+                    )
+                )
+            time.sleep(1)
+        journal.write("upgrade-k8s", "verified", None, to=target.plain())
+    return K8sOutcome(current.plain(), target.plain(), None, cmds)
+
+
+def _control_plane_pods_ready(kubectl: Program, kc: Kubectl) -> bool:
+    pods = parse_pods_ready(run(kubectl, kc.get_pods("kube-system"), timeout=60).stdout)
+    cp = {
+        k: v
+        for k, v in pods.items()
+        if k.startswith(("kube-apiserver-", "kube-controller-manager-", "kube-scheduler-"))
+    }
+    return bool(cp) and all(cp.values())

@@ -69,3 +69,21 @@ def demo_repo(repo: FleetRepo) -> FleetRepo:
     """The repository with the demo cluster's five emulated nodes in maintenance mode."""
     repo.fleet("127.0.10.1-5", "127.0.10.1-3")
     return repo
+
+
+@pytest.fixture(scope="session")
+def _installed_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRepo]:
+    r = FleetRepo(tmp_path_factory.mktemp("installed"))
+    r.fleet("127.0.10.1-5", "127.0.10.1-3")
+    res = r.invoke("install", "--cluster", "demo")
+    assert res.returncode == 0, res.stderr
+    yield r
+    r.destroy()
+
+
+@pytest.fixture
+def installed(_installed_demo: FleetRepo, tmp_path: Path) -> Iterator[FleetRepo]:
+    """A copy of a repository whose demo cluster is installed and healthy on talosim."""
+    r = _installed_demo.copy_to(tmp_path / "copy")
+    yield r
+    r.destroy()

@@ -91,6 +91,37 @@ class FleetRepo:
         r = self.talosim(*args)
         assert r.returncode == 0, r.stderr
 
+    def copy_to(self, base: Path) -> FleetRepo:
+        """A copy (repo, HOME, emulator state); its own API server starts on first use."""
+        import shutil
+
+        shutil.copytree(
+            self.base,
+            base,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("kubeapi", "*.lock", "lock.info"),
+        )
+        new = FleetRepo.__new__(FleetRepo)
+        new.base, new.root, new.home = base, base / "fleet", base / "home"
+        new.state = new.root / ".talosim"
+        # kubeconfigs of the copy must point at the copy's own emulated API server
+        for cluster in (new.root / ".state").iterdir() if (new.root / ".state").exists() else []:
+            if (cluster / "kubeconfig").exists() and cluster.name != "age":
+                alias = next(
+                    p.stem
+                    for p in (new.root / "clusters").glob("*.yaml")
+                    if f"name: {cluster.name}\n" in p.read_text()
+                )
+                r = new.invoke("kubeconfig", "--cluster", alias)
+                assert r.returncode == 0, r.stderr
+        return new
+
+    def set_timings(self, **seconds: float) -> None:
+        """Change the emulated nodes' stage durations (install, reboot, boot, upgrade)."""
+        fleet = json.loads((self.state / "fleet.json").read_text())
+        fleet["settings"].update({f"{k}_seconds": v for k, v in seconds.items()})
+        (self.state / "fleet.json").write_text(json.dumps(fleet))
+
     def operator_key(self) -> str:
         """An age identity where operators keep it (~/.config/sops/age/keys.txt), and its
         recipient in .age-recipients. Returns the key file's path."""

@@ -1,0 +1,329 @@
+"""`invoke upgrade` and `invoke upgrade-k8s` end to end on talosim."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+from tests.emulated.e2e import TALOSIM, FleetRepo, nodes_of
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl"),
+]
+CPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
+WORKERS = ["127.0.10.4", "127.0.10.5"]
+
+
+def _ok(r: Any) -> str:
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+def _bump(repo: FleetRepo, version: str, alias: str = "demo") -> None:
+    cf = repo.root / "clusters" / f"{alias}.yaml"
+    cf.write_text(cf.read_text().replace("talos_version: v1.7.0", f"talos_version: {version}"))
+
+
+def _upgrades(repo: FleetRepo, since: int = 0) -> list[dict[str, Any]]:
+    return [c for c in repo.calls()[since:] if c["cmd"] == "upgrade"]
+
+
+def _version(repo: FleetRepo, ip: str) -> str:
+    nodes = json.loads(repo.talosim("fleet", "list", "-o", "json").stdout)
+    return next(n["talos_version"] for n in nodes if n["ip"] == ip)
+
+
+def test_single_node_upgrade_then_skip_when_current(installed: FleetRepo) -> None:
+    _bump(installed, "v1.7.4")
+    out = _ok(installed.invoke("upgrade", "--node", "127.0.10.4"))
+    assert "upgraded to Talos v1.7.4" in out
+    assert [nodes_of(c) for c in _upgrades(installed)] == [["127.0.10.4"]]
+    assert _version(installed, "127.0.10.4") == "v1.7.4"
+    assert _version(installed, "127.0.10.5") == "v1.7.0"
+    n = len(installed.calls())
+    out = _ok(installed.invoke("upgrade", "--node", "127.0.10.4"))
+    assert "nothing to do: every node is already at Talos v1.7.4" in out
+    assert _upgrades(installed, n) == []
+
+
+def test_busy_file_failure_is_retried_once_as_staged_upgrade_and_reboot(
+    installed: FleetRepo,
+) -> None:
+    _bump(installed, "v1.7.4")
+    installed.talosim(
+        "fault",
+        "add",
+        "--node",
+        "127.0.10.5",
+        "--kind",
+        "error",
+        "--command",
+        "upgrade-sequence",
+        "--times",
+        "1",
+        "--message",
+        "failed to unmount /var: device or resource busy",
+    )
+    n = len(installed.calls())
+    out = _ok(installed.invoke("upgrade", "--node", "127.0.10.5"))
+    assert "retrying once as a staged upgrade followed by a reboot" in out
+    calls = installed.calls()[n:]
+    ups = [c["argv"] for c in calls if c["cmd"] in ("upgrade", "reboot")]
+    assert len(ups) == 3
+    assert "--stage" not in ups[0]
+    assert "--stage" in ups[1]
+    assert ups[2][0] == "reboot"
+    assert "--wait" in ups[2]
+    assert _version(installed, "127.0.10.5") == "v1.7.4"
+
+
+def test_silent_rollback_is_detected(installed: FleetRepo) -> None:
+    _bump(installed, "v1.7.4")
+    installed.talosim("fault", "add", "--node", "127.0.10.4", "--kind", "rollback", "--times", "1")
+    r = installed.invoke("upgrade", "--node", "127.0.10.4")
+    assert r.returncode == 1
+    assert "came back at Talos v1.7.0 after upgrading to v1.7.4" in r.stderr
+    assert "A/B rollback" in r.stderr
+
+
+def test_rolling_upgrade_control_planes_one_at_a_time_then_worker_batches(
+    installed: FleetRepo,
+) -> None:
+    installed.set_timings(upgrade=0.3, reboot=0.3, boot=0.2)
+    _bump(installed, "v1.7.4")
+    n = len(installed.calls())
+    _ok(installed.invoke("upgrade", "--cluster", "demo", "--max-unavailable", "2"))
+    ups = _upgrades(installed, n)
+    assert [nodes_of(c)[0] for c in ups[:3]] == CPS
+    cp_windows = [(c["start"], c["end"]) for c in ups[:3]]
+    for (_, end), (start, _) in zip(cp_windows, cp_windows[1:], strict=False):
+        assert end <= start, "control planes were upgraded in parallel"
+    worker = [c for c in ups if nodes_of(c)[0] in WORKERS]
+    assert min(c["start"] for c in worker) >= max(e for _, e in cp_windows)
+    # the two workers form one batch: their upgrades overlap
+    assert worker[0]["start"] < worker[1]["end"]
+    assert worker[1]["start"] < worker[0]["end"]
+    # the emulator's own timeline agrees: no two control planes were ever down together
+    nodes = {
+        n["ip"]: n for n in json.loads(installed.talosim("fleet", "list", "-o", "json").stdout)
+    }
+    down = []
+    for ip in CPS:
+        ev = [e for e in nodes[ip]["events"] if e["event"] == "stage"]
+        start = next(e["t"] for e in ev if e["stage"] == "upgrading")
+        end = next(e["t"] for e in ev if e["stage"] == "running" and e["t"] > start)
+        down.append((start, end))
+    down.sort()
+    for (_, end), (start, _) in zip(down, down[1:], strict=False):
+        assert end <= start
+    journal = [
+        json.loads(x)
+        for x in (installed.root / ".state" / "talos-demo" / "journal.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    timed = [e for e in journal if e["step"] == "upgrade" and e["status"] == "ok" and e["node"]]
+    assert len(timed) == 5
+    assert all("seconds" in e for e in timed)
+    backups = list((installed.root / ".state" / "talos-demo" / "backups").glob("*.db"))
+    assert len(backups) == 3
+    assert all(oct(b.stat().st_mode & 0o777) == "0o600" for b in backups)
+
+
+def test_worker_batches_respect_max_unavailable(installed: FleetRepo) -> None:
+    installed.set_timings(upgrade=0.3, reboot=0.2, boot=0.1)
+    _bump(installed, "v1.7.4")
+    n = len(installed.calls())
+    _ok(installed.invoke("upgrade", "--cluster", "demo", "--max-unavailable", "1"))
+    worker = [c for c in _upgrades(installed, n) if nodes_of(c)[0] in WORKERS]
+    assert worker[0]["end"] <= worker[1]["start"]
+
+
+def test_failure_on_the_fifth_node_stops_the_roll_and_a_rerun_resumes_there(
+    installed: FleetRepo,
+) -> None:
+    _bump(installed, "v1.7.4")
+    installed.talosim(
+        "fault",
+        "add",
+        "--node",
+        "127.0.10.5",
+        "--kind",
+        "error",
+        "--command",
+        "upgrade",
+        "--times",
+        "1",
+        "--message",
+        "installer image pull failed",
+    )
+    installed.talosim("fleet", "create", "--nodes", "127.0.10.6")  # untouched bystander check
+    r = installed.invoke("upgrade", "--cluster", "demo")
+    assert r.returncode == 1
+    assert "on node 127.0.10.5" in r.stderr
+    assert "installer image pull failed" in r.stderr
+    assert [_version(installed, ip) for ip in CPS + WORKERS] == ["v1.7.4"] * 4 + ["v1.7.0"]
+    n = len(installed.calls())
+    _ok(installed.invoke("upgrade", "--cluster", "demo"))
+    assert [nodes_of(c) for c in _upgrades(installed, n)] == [["127.0.10.5"]]
+
+
+def test_later_nodes_stay_untouched_after_a_failure(installed: FleetRepo) -> None:
+    _bump(installed, "v1.7.4")
+    installed.talosim(
+        "fault",
+        "add",
+        "--node",
+        "127.0.10.2",
+        "--kind",
+        "error",
+        "--command",
+        "upgrade",
+        "--times",
+        "1",
+        "--message",
+        "boom",
+    )
+    n = len(installed.calls())
+    r = installed.invoke("upgrade", "--cluster", "demo")
+    assert r.returncode == 1
+    assert [nodes_of(c)[0] for c in _upgrades(installed, n)] == ["127.0.10.1", "127.0.10.2"]
+    assert [_version(installed, ip) for ip in CPS + WORKERS] == [
+        "v1.7.4",
+        "v1.7.0",
+        "v1.7.0",
+        "v1.7.0",
+        "v1.7.0",
+    ]
+
+
+def test_unhealthy_etcd_member_blocks_the_start_with_zero_upgrade_calls(
+    installed: FleetRepo,
+) -> None:
+    _bump(installed, "v1.7.4")
+    installed.talosim("fault", "add", "--node", "127.0.10.3", "--kind", "etcd-down")
+    n = len(installed.calls())
+    r = installed.invoke("upgrade", "--cluster", "demo", "--health-timeout", "2")
+    assert r.returncode == 1
+    assert "cluster health (before 127.0.10.1) failed" in r.stderr
+    assert "127.0.10.3: service is not healthy: etcd" in r.stderr
+    assert _upgrades(installed, n) == []
+
+
+def test_failing_user_gate_stops_the_roll(installed: FleetRepo) -> None:
+    _bump(installed, "v1.7.4")
+    n = len(installed.calls())
+    r = installed.invoke(
+        "upgrade",
+        "--cluster",
+        "demo",
+        "--gate",
+        "true",
+        "--gate",
+        "echo ceph HEALTH_WARN >&2; exit 3",
+    )
+    assert r.returncode == 1
+    assert "gate `echo ceph HEALTH_WARN >&2; exit 3` failed after 127.0.10.1 (exit 3)" in r.stderr
+    assert "HEALTH_WARN" in r.stderr
+    assert [nodes_of(c)[0] for c in _upgrades(installed, n)] == ["127.0.10.1"]
+
+
+def test_multi_minor_upgrade_hops_through_each_minor(installed: FleetRepo) -> None:
+    _bump(installed, "v1.9.6")
+    dry = _ok(installed.invoke("upgrade", "--node", "127.0.10.4", "--dry-run"))
+    assert "127.0.10.4 (demo-worker-4, worker): v1.7.0 → v1.8.4 → v1.9.6" in dry
+    n = len(installed.calls())
+    _ok(installed.invoke("upgrade", "--node", "127.0.10.4"))
+    images = [a for c in _upgrades(installed, n) for a in c["argv"] if a.startswith("ghcr.io")]
+    assert images == ["ghcr.io/siderolabs/installer:v1.8.4", "ghcr.io/siderolabs/installer:v1.9.6"]
+    assert _version(installed, "127.0.10.4") == "v1.9.6"
+
+
+def test_impossible_upgrade_path_is_refused(installed: FleetRepo) -> None:
+    r = installed.invoke("upgrade", "--node", "127.0.10.4", "--version", "v1.11.0")
+    assert r.returncode == 1
+    assert "Talos 1.10 is not in talosprov/data/versions.yaml" in r.stderr
+    r = installed.invoke("upgrade", "--node", "127.0.10.4", "--version", "v1.6.0")
+    assert r.returncode == 1
+    assert "downgrades are not supported" in r.stderr
+
+
+def test_dry_run_changes_nothing(installed: FleetRepo) -> None:
+    _bump(installed, "v1.7.4")
+    n = len(installed.calls())
+    out = _ok(installed.invoke("upgrade", "--cluster", "demo", "--dry-run"))
+    assert "talosctl upgrade --talosconfig" in out
+    assert "talosctl etcd snapshot" in out
+    assert [c for c in installed.calls()[n:] if c["cmd"] not in ("get", "version")] == []
+
+
+def test_upgrade_k8s_dry_run_first_then_real_then_verified_and_idempotent(
+    installed: FleetRepo,
+) -> None:
+    n = len(installed.calls())
+    out = _ok(installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.30.1"))
+    assert "Kubernetes 1.30.0 → 1.30.1, every kubelet and control-plane pod verified" in out
+    k8s = [c["argv"] for c in installed.calls()[n:] if c["cmd"] == "upgrade-k8s"]
+    assert len(k8s) == 2
+    assert "--dry-run" in k8s[0]
+    assert "--dry-run" not in k8s[1]
+    out = _ok(installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.30.1"))
+    assert "nothing to do" in out
+
+
+def test_upgrade_k8s_refuses_skew(installed: FleetRepo) -> None:
+    r = installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.31.0")
+    assert r.returncode == 1
+    assert "Kubernetes 1.31.0 is not supported by Talos v1.7.0" in r.stderr
+    installed.talosim("fault", "clear")
+    _bump(installed, "v1.9.6")
+    _ok(installed.invoke("upgrade", "--cluster", "demo"))
+    r = installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.32.0")
+    assert r.returncode == 1
+    assert "1.30.0 → 1.32.0 skips a minor" in r.stderr
+
+
+def test_upgrade_k8s_partial_failure_then_rerun_succeeds(installed: FleetRepo) -> None:
+    installed.talosim(
+        "fault",
+        "add",
+        "--node",
+        "127.0.10.5",
+        "--kind",
+        "error",
+        "--command",
+        "upgrade-k8s",
+        "--times",
+        "1",
+        "--message",
+        "kubelet restart timed out",
+    )
+    r = installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.30.1")
+    assert r.returncode == 1
+    assert "kubelet restart timed out" in r.stderr
+    _ok(installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.30.1"))
+
+
+def test_upgrade_node_of_v3_uses_the_current_talosconfig_context(repo: FleetRepo) -> None:
+    repo.fleet("192.168.1.1-10", "192.168.1.1-3")
+    repo.operator_key()
+    env = {"TALOSCTL": TALOSIM}
+    _ok(repo.invoke("install", "--cluster", "v3", extra_env=env, timeout=400))
+    _bump(repo, "v1.7.4", "v3")
+    out = _ok(repo.invoke("upgrade", "--node", "192.168.1.4", extra_env=env))
+    assert "talos-cloudkoffer-v3: upgraded to Talos v1.7.4" in out
+    ups = [c for c in repo.calls() if c["cmd"] == "upgrade"]
+    assert [nodes_of(c) for c in ups] == [["192.168.1.4"]]
+    # with no context naming any of v1-v3, the IP is ambiguous: say so and list the candidates
+    (repo.home / ".talos" / "config").write_text("context: other\ncontexts: {}\n")
+    r = repo.invoke("upgrade", "--node", "192.168.1.4", extra_env=env)
+    assert r.returncode == 1
+    assert (
+        "192.168.1.4 belongs to several clusters (talos-cloudkoffer-v1, talos-cloudkoffer-v2, "
+        "talos-cloudkoffer-v3)" in r.stderr
+    )
+    assert "--cluster" in r.stderr

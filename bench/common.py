@@ -44,28 +44,49 @@ class Bench:
         (self.root / "clusters").mkdir()
         nodes = "\n".join(
             f"  - {{ip: 127.0.20.{i}, role: {'controlplane' if i <= cps else 'worker'}, "
-            f"hostname: bench-{i}}}" for i in range(1, cps + workers + 1))
+            f"hostname: bench-{i}}}"
+            for i in range(1, cps + workers + 1)
+        )
         (self.root / "clusters" / "bench.yaml").write_text(CLUSTER.format(talos=talos, nodes=nodes))
         self.n = cps + workers
         self.cps = cps
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TALOS", "KUBE"))},
-                    "HOME": str(self.tmp / "home"), "TALOSIM_STATE": str(self.root / ".talosim")}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TALOS", "KUBE"))},
+            "HOME": str(self.tmp / "home"),
+            "TALOSIM_STATE": str(self.root / ".talosim"),
+        }
 
     def talosim(self, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", "talosim", *args], env=self.env, check=True,
-                       capture_output=True, cwd=self.root)
+        subprocess.run(
+            [sys.executable, "-m", "talosim", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            cwd=self.root,
+        )
 
     def fleet(self, **seconds: float) -> None:
-        args = ["fleet", "create", "--nodes", f"127.0.20.1-{self.n}",
-                "--controlplanes", f"127.0.20.1-{self.cps}"]
+        args = [
+            "fleet",
+            "create",
+            "--nodes",
+            f"127.0.20.1-{self.n}",
+            "--controlplanes",
+            f"127.0.20.1-{self.cps}",
+        ]
         for k, v in seconds.items():
             args += [f"--{k}-seconds", str(v)]
         self.talosim(*args)
 
     def invoke(self, *args: str) -> float:
         start = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "invoke", *args], env=self.env, cwd=self.root,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+        )
         took = time.monotonic() - start
         if r.returncode:
             raise SystemExit(f"invoke {' '.join(args)} failed:\n{r.stderr[-3000:]}")

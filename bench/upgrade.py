@@ -24,8 +24,9 @@ def main() -> None:
 
         def timings(upgrade: float, reboot: float, boot: float) -> None:
             f = json.loads(fleet_json.read_text())
-            f["settings"].update({"upgrade_seconds": upgrade, "reboot_seconds": reboot,
-                                  "boot_seconds": boot})
+            f["settings"].update(
+                {"upgrade_seconds": upgrade, "reboot_seconds": reboot, "boot_seconds": boot}
+            )
             fleet_json.write_text(json.dumps(f))
 
         cf.write_text(cf.read_text().replace("talos_version: v1.7.0", "talos_version: v1.7.4"))
@@ -35,16 +36,22 @@ def main() -> None:
         timings(t * 0.4, t * 0.4, t * 0.2)
         took = b.invoke("upgrade", "--cluster", "bench", "--max-unavailable", "3")
         batches = 3 + -(-7 // 3)
-        record("upgrade", {
-            "nodes": b.n, "T_seconds": t, "max_unavailable": 3, "batches": batches,
-            "upgrade_seconds": round(took, 1),
-            "gates_and_overhead_with_instant_nodes_seconds": round(gates, 1),
-            "node_time_in_upgrade_seconds": round(took - gates, 1),
-            "node_time_over_T": round((took - gates) / t, 2),
-            "bar_6T_plus_gates_seconds": round(6 * t + gates, 1),
-            "serial_10T_plus_gates_seconds": round(10 * t + gates, 1),
-            "meets_bar": took <= 6 * t + gates + 0.5 * t,
-        })
+        record(
+            "upgrade",
+            {
+                "nodes": b.n,
+                "T_seconds": t,
+                "max_unavailable": 3,
+                "batches": batches,
+                "upgrade_seconds": round(took, 1),
+                "gates_and_overhead_with_instant_nodes_seconds": round(gates, 1),
+                "node_time_in_upgrade_seconds": round(took - gates, 1),
+                "node_time_over_T": round((took - gates) / t, 2),
+                "bar_6T_plus_gates_seconds": round(6 * t + gates, 1),
+                "serial_10T_plus_gates_seconds": round(10 * t + gates, 1),
+                "meets_bar": took <= 6 * t + gates + 0.5 * t,
+            },
+        )
     finally:
         b.close()
 

@@ -1054,6 +1054,39 @@ def _tracker(
             time.sleep(0.1)
 
 
+# The action tracker's flags, shared by upgrade, reboot and reset (cmd/talosctl/cmd/talos/track.go)
+TRACKER_FLAGS = [
+    Flag(
+        "wait",
+        "bool",
+        default=True,
+        help="wait for the operation to complete, tracking its "
+        "progress. always set to true when --debug is set",
+    ),
+    Flag(
+        "debug",
+        "bool",
+        help="debug operation from kernel logs. --wait is set to true when this flag is set",
+    ),
+    Flag(
+        "timeout",
+        "duration",
+        default=1800.0,
+        help="time to wait for the operation is complete if --debug or --wait is set",
+    ),
+]
+
+
+def _tracked(ctx: Ctx, conn: Conn, command: str, one: Any) -> None:
+    """Start the action on every node, then follow them with the tracker (--wait)."""
+    for ip in conn.nodes:
+        try:
+            one(conn.target(ip, command))
+        except RPC as e:
+            ctx.err(f'"{ip}": {e}\n')
+            raise Fail("", suppress=True) from None
+
+
 def _upgrade_checks(state: State, node: dict[str, Any], preserve: bool) -> None:
     cluster = N.cluster_of(state, node)
     members = N.members(state, cluster)
@@ -1127,23 +1160,7 @@ def _image_version(image: str) -> str:
             "bool",
             help="upgrade using the insecure (encrypted with no auth) maintenance service",
         ),
-        Flag(
-            "wait",
-            "bool",
-            default=True,
-            help="wait for the operation to complete, tracking its progress. always set to true when --debug is set",
-        ),
-        Flag(
-            "debug",
-            "bool",
-            help="debug operation from kernel logs. --wait is set to true when this flag is set",
-        ),
-        Flag(
-            "timeout",
-            "duration",
-            default=1800.0,
-            help="time to wait for the operation is complete if --debug or --wait is set",
-        ),
+        *TRACKER_FLAGS,
     ],
 )
 def upgrade(ctx: Ctx) -> None:
@@ -1203,12 +1220,7 @@ def upgrade(ctx: Ctx) -> None:
         )
 
     if wait and not ctx["stage"]:
-        for ip in conn.nodes:
-            try:
-                one(conn.target(ip, "upgrade"))
-            except RPC as e:
-                ctx.err(f'"{ip}": {e}\n')
-                raise Fail("", suppress=True) from None
+        _tracked(ctx, conn, "upgrade", one)
         _upgrade_wait(ctx, conn.nodes, boot_ids)
         return
     for_each(conn, "upgrade", one, "error performing upgrade")
@@ -1238,23 +1250,7 @@ def _upgrade_wait(ctx: Ctx, ips: list[str], boot_ids: dict[str, str]) -> None:
     "reboot",
     flags=[
         Flag("mode", short="m", default="default", help="select the reboot mode"),
-        Flag(
-            "wait",
-            "bool",
-            default=True,
-            help="wait for the operation to complete, tracking its progress. always set to true when --debug is set",
-        ),
-        Flag(
-            "debug",
-            "bool",
-            help="debug operation from kernel logs. --wait is set to true when this flag is set",
-        ),
-        Flag(
-            "timeout",
-            "duration",
-            default=1800.0,
-            help="time to wait for the operation is complete if --debug or --wait is set",
-        ),
+        *TRACKER_FLAGS,
     ],
 )
 def reboot(ctx: Ctx) -> None:
@@ -1278,12 +1274,7 @@ def reboot(ctx: Ctx) -> None:
             state.save_node(node)
 
     if ctx["wait"] or ctx["debug"]:
-        for ip in conn.nodes:
-            try:
-                one(conn.target(ip, "reboot"))
-            except RPC as e:
-                ctx.err(f'"{ip}": {e}\n')
-                raise Fail("", suppress=True) from None
+        _tracked(ctx, conn, "reboot", one)
         _tracker(ctx, conn.nodes, boot_ids, ctx["timeout"])
         return
     for_each(conn, "reboot", one, "error executing reboot")
@@ -1320,23 +1311,7 @@ def reboot(ctx: Ctx) -> None:
             "strings",
             help="if set, just wipe selected system disk partitions by label but keep other partitions intact",
         ),
-        Flag(
-            "wait",
-            "bool",
-            default=True,
-            help="wait for the operation to complete, tracking its progress. always set to true when --debug is set",
-        ),
-        Flag(
-            "debug",
-            "bool",
-            help="debug operation from kernel logs. --wait is set to true when this flag is set",
-        ),
-        Flag(
-            "timeout",
-            "duration",
-            default=1800.0,
-            help="time to wait for the operation is complete if --debug or --wait is set",
-        ),
+        *TRACKER_FLAGS,
     ],
 )
 def reset(ctx: Ctx) -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+from .errors import TalosProvError
 from .model import Cluster, Repo
 from .tools.run import Program, resolve
-
-
-def emulator_state(repo: Repo) -> object:
-    return repo.root / ".talosim"
 
 
 def talosctl(repo: Repo, cluster: Cluster) -> Program:
@@ -17,3 +14,11 @@ def talosctl(repo: Repo, cluster: Cluster) -> Program:
 
 def kubectl() -> Program:
     return resolve("kubectl")
+
+
+def kubectl_optional() -> Program | None:
+    """kubectl when it is installed; read-only views and gates work without it (with a note)."""
+    try:
+        return resolve("kubectl")
+    except TalosProvError:
+        return None

@@ -10,14 +10,13 @@ from pathlib import Path
 from invoke import Context, Exit, task
 
 from .. import localconfig, toolbox
-from ..errors import TalosProvError
 from ..tools.run import run
 from ..tools.talosctl import Talosctl
 from ..workflows import apply as apply_wf
 from ..workflows import install as install_wf
 from ..workflows import status as status_wf
 from .common import CLUSTER_HELP, DRY_RUN_HELP, VERBOSE_HELP, console, handled, out, repo
-from .ui import reporter, table
+from .ui import print_plan, reporter, table
 
 STATUS_COLUMNS = [
     ("ip", "IP"),
@@ -69,16 +68,7 @@ def install(
         )
         outcome = install_wf.install(r, cl, prog, kubectl, opts)
     if dry_run:
-        out(
-            "\n".join(
-                [
-                    "plan:",
-                    *outcome.plan.describe(),
-                    "commands:",
-                    *("  " + cmd for cmd in outcome.commands),
-                ]
-            )
-        )
+        print_plan(outcome.plan.describe(), outcome.commands)
         return
     if outcome.plan.noop:
         console.print(f"[green]{cl.name}: nothing to do: {outcome.plan.noop}[/]")
@@ -135,10 +125,7 @@ def status(c: Context, cluster: str, json: bool = False, verbose: bool = False) 
     """One row per node: stage, versions, readiness, config in sync with generated/."""
     r = repo()
     cl = r.find(cluster)
-    try:
-        kubectl = toolbox.kubectl()
-    except TalosProvError:
-        kubectl = None
+    kubectl = toolbox.kubectl_optional()
     rows = status_wf.status(r, cl, toolbox.talosctl(r, cl), kubectl)
     table([s.as_dict() for s in rows], STATUS_COLUMNS, as_json=json)
 

@@ -65,3 +65,8 @@ def table(
             ).rstrip()
         )
     out("\n".join(lines))
+
+
+def print_plan(lines: list[str], commands: list[str]) -> None:
+    """A dry run's output on stdout: the plan, then the exact commands."""
+    out("\n".join(["plan:", *lines, "commands:", *("  " + cmd for cmd in commands)]))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from invoke import Context, Exit, task
 
 from .. import toolbox
-from ..errors import TalosProvError
 from ..workflows import upgrade as up_wf
 from .common import CLUSTER_HELP, DRY_RUN_HELP, VERBOSE_HELP, console, handled, out, repo
-from .ui import reporter
+from .ui import print_plan, reporter
 
 
 @task(
@@ -50,10 +49,7 @@ def upgrade(
         raise Exit("name --cluster (rolling upgrade) or --node (one node)")
     cl = up_wf.cluster_for_node(r, node, cluster) if node else r.find(cluster or "")
     only = [cl.node(node).ip] if node else None
-    try:
-        kubectl = toolbox.kubectl()
-    except TalosProvError:
-        kubectl = None
+    kubectl = toolbox.kubectl_optional()
     with reporter() as rep:
         opts = up_wf.Options(
             dry_run=dry_run,
@@ -70,16 +66,7 @@ def upgrade(
             r, cl, toolbox.talosctl(r, cl), kubectl, opts, target=version, only=only
         )
     if dry_run:
-        out(
-            "\n".join(
-                [
-                    "plan:",
-                    *outcome.plan.describe(),
-                    "commands:",
-                    *("  " + cmd for cmd in outcome.commands),
-                ]
-            )
-        )
+        print_plan(outcome.plan.describe(), outcome.commands)
         return
     if outcome.plan.noop:
         console.print(f"[green]{cl.name}: nothing to do: {outcome.plan.noop}[/]")

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import yaml
 
 from .. import localconfig, progress, render, secrets
-from ..errors import CommandFailed
+from ..errors import CommandFailed, WorkflowError
 from ..model import Cluster, Repo
 from ..redact import bundle_values
+from ..render import diff_folder
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl
 from . import generate as gen_wf
@@ -47,8 +48,19 @@ def apply(
     tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
     journal = Journal(repo, cluster, "apply")
     values = bundle_values(yaml.safe_load(secrets.decrypt(repo, cluster)))
-    render.render(repo, cluster)
+    # Apply exactly what was reviewed: refuse when patches/ or generated/ lag behind the sources.
+    if render.check(repo, cluster):
+        raise WorkflowError(
+            f"patches/{cluster.name} is stale: run `invoke generate --cluster "
+            f"{cluster.name}`, review and commit, then apply"
+        )
     with cluster_lock(repo, cluster, "apply"), gen_wf.build(repo, cluster, prog) as b:
+        stale = diff_folder(repo.generated_dir(cluster), f"generated/{cluster.name}", b.redacted)
+        if stale:
+            raise WorkflowError(
+                f"generated/{cluster.name} is stale: run `invoke generate "
+                f"--cluster {cluster.name}`, review and commit, then apply"
+            )
 
         def one(n: object) -> ApplyResult:
             from ..model import Node

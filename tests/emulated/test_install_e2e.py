@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -249,3 +254,58 @@ def test_install_v3_on_talosim_with_its_own_addresses(repo: FleetRepo) -> None:
     server = next(line for line in kc.splitlines() if "server:" in line)
     assert "https://127." in server
     assert "192.168" not in server
+
+
+def test_apply_changes_only_nodes_whose_config_differs(installed: FleetRepo) -> None:
+    cf = installed.root / "clusters" / "demo.yaml"
+    cf.write_text(
+        cf.read_text().replace(
+            "  - kube.demo.local\n", "  - kube.demo.local\n  - api.demo.example\n"
+        )
+    )
+    r = installed.invoke("apply", "--cluster", "demo", "--dry-run")
+    assert r.returncode == 1
+    assert "patches/talos-demo is stale: run `invoke generate --cluster talos-demo`" in r.stderr
+    _ok(installed.invoke("generate", "--cluster", "demo"))
+    out = _ok(installed.invoke("apply", "--cluster", "demo", "--dry-run"))
+    assert "--- 127.0.10.1: would change" in out
+    assert "--- 127.0.10.4: unchanged" in out
+    assert "+            - api.demo.example" in out
+    assert "BEGIN" not in out
+    n = len(installed.calls())
+    _ok(installed.invoke("apply", "--cluster", "demo"))
+    applied = [
+        nodes_of(c)[0]
+        for c in installed.calls()[n:]
+        if c["cmd"] == "apply-config" and "--dry-run" not in c["argv"]
+    ]
+    assert sorted(applied) == CPS
+    assert installed.invoke("diff", "--cluster", "demo").returncode == 0
+
+
+def test_ctrl_c_leaves_no_decrypted_secret_and_a_rerun_finishes(
+    demo_repo: FleetRepo, tmp_path: Path
+) -> None:
+    demo_repo.talosim("fleet", "destroy")
+    demo_repo.fleet("127.0.10.1-5", "127.0.10.1-3", install_seconds=4)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "install", "--cluster", "demo"],
+        cwd=demo_repo.root,
+        env={**demo_repo.env, "TMPDIR": str(private_tmp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(c["cmd"] == "apply-config" for c in demo_repo.calls()):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "interrupted" in err
+    assert list(private_tmp.iterdir()) == [], "a private folder with secrets was left behind"
+    assert not list(demo_repo.root.rglob("*.tmp"))
+    _ok(demo_repo.invoke("install", "--cluster", "demo"))

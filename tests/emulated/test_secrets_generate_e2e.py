@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -217,3 +219,20 @@ def test_talosconfig_replaces_its_context_instead_of_duplicating_it(repo: FleetR
     local = repo.root / ".state" / "talos-cloudkoffer-v3" / "talosconfig"
     assert oct(local.stat().st_mode & 0o777) == "0o600"
     assert oct((repo.home / ".talos" / "config").stat().st_mode & 0o777) == "0o600"
+
+
+def test_committed_patches_generated_and_schema_are_up_to_date() -> None:
+    """What CI checks on every pull request: no keys needed, talosim as talosctl."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TALOS", "SOPS_"))}
+    env["TALOSCTL"] = TALOSIM
+    for args in (["generate", "--check"], ["schema", "--check"]):
+        r = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .errors import TalosProvError
+from .errors import TalosProvError, ToolMissing
 from .model import Cluster, Repo
-from .tools.run import Program, resolve
+from .tools.run import Program, resolve, run
+from .versions import Version
 
 
 def talosctl(repo: Repo, cluster: Cluster) -> Program:
@@ -22,3 +23,23 @@ def kubectl_optional() -> Program | None:
         return resolve("kubectl")
     except TalosProvError:
         return None
+
+
+def check_talosctl_version(prog: Program, cluster: Cluster) -> str:
+    """Preflight: talosctl must not be older than the cluster's Talos minor; returns its tag."""
+    out = run(prog, ["version", "--client", "--short"], timeout=30).stdout
+    tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
+    try:
+        client = Version.parse(tag)
+    except ValueError:
+        raise ToolMissing(
+            f"cannot tell the version of {prog.name} ({prog.source}) from "
+            f"`talosctl version --client --short`: {out.strip()[:200]}"
+        ) from None
+    if (client.major, client.minor) < (cluster.talos.major, cluster.talos.minor):
+        raise ToolMissing(
+            f"{prog.name} {client} ({prog.source}) is older than {cluster.name}'s Talos "
+            f"{cluster.talos}: install talosctl {cluster.talos.major}.{cluster.talos.minor} or "
+            "newer (https://www.talos.dev/latest/talos-guides/install/talosctl/)"
+        )
+    return client.v()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import gitrepo, localconfig, progress, render
+from .. import gitrepo, localconfig, progress, render, toolbox
 from ..errors import CommandFailed, WorkflowError
 from ..model import Cluster, Node, Repo
 from ..render import write_folder
@@ -353,6 +353,10 @@ class Installer:
             return Outcome(p, self.commands)
         with cluster_lock(self.repo, c, "install"):
             self.journal.write("install", "start", None)
+            progress.phase("Preflight")
+            log.info(
+                "talosctl %s (%s)", toolbox.check_talosctl_version(self.prog, c), self.prog.source
+            )
             progress.phase("Secrets and generated configs")
             secrets_wf.ensure(self.repo, c, self.prog)
             render.render(self.repo, c)

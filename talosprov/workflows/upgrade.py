@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import localconfig, progress
+from .. import localconfig, progress, toolbox
 from ..errors import CommandFailed, GateFailed, TalosProvError, UnknownClusterError, WorkflowError
 from ..model import Cluster, Node, Repo
 from ..tools.kubectl import Kubectl, parse_nodes, parse_pods_ready
@@ -418,6 +418,8 @@ def upgrade(
     if opts.dry_run or p.noop:
         return outcome
     with cluster_lock(repo, cluster, "upgrade"):
+        # talosctl drives the upgrade's tracker: it must know the target version's API
+        toolbox.check_talosctl_version(prog, cluster)
         up.journal.write("upgrade", "start", None, target=p.target)
         up.run_plan(p)
         progress.phase("Observe again")

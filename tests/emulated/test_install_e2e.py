@@ -309,3 +309,23 @@ def test_ctrl_c_leaves_no_decrypted_secret_and_a_rerun_finishes(
     assert list(private_tmp.iterdir()) == [], "a private folder with secrets was left behind"
     assert not list(demo_repo.root.rglob("*.tmp"))
     _ok(demo_repo.invoke("install", "--cluster", "demo"))
+
+
+def test_preflight_refuses_a_talosctl_older_than_the_cluster(
+    demo_repo: FleetRepo, tmp_path: Path
+) -> None:
+    old = tmp_path / "talosctl"
+    old.write_text("#!/bin/sh\necho 'Client:'\necho 'Talos v1.6.7'\n")
+    old.chmod(0o755)
+    r = demo_repo.invoke("install", "--cluster", "demo", extra_env={"TALOSCTL": str(old)})
+    assert r.returncode == 1
+    assert "talosctl v1.6.7 ($TALOSCTL) is older than talos-demo's Talos v1.7.0" in r.stderr
+    assert [c for c in demo_repo.calls() if c["cmd"] == "apply-config"] == []
+
+
+def test_missing_kubectl_is_named_with_how_to_install_it(demo_repo: FleetRepo) -> None:
+    r = demo_repo.invoke(
+        "install", "--cluster", "demo", extra_env={"KUBECTL": "/nonexistent/kubectl"}
+    )
+    assert r.returncode == 1
+    assert "KUBECTL=/nonexistent/kubectl is not an executable file" in r.stderr

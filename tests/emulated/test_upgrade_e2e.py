@@ -16,6 +16,7 @@ pytestmark = [
 ]
 CPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
 WORKERS = ["127.0.10.4", "127.0.10.5"]
+NEW_TALOSCTL = {"TALOSIM_VERSION": "v1.9.6"}  # the operator installed talosctl v1.9.6
 
 
 def _ok(r: Any) -> str:
@@ -234,10 +235,16 @@ def test_failing_user_gate_stops_the_roll(installed: FleetRepo) -> None:
 
 def test_multi_minor_upgrade_hops_through_each_minor(installed: FleetRepo) -> None:
     _bump(installed, "v1.9.6")
+    r = installed.invoke("upgrade", "--node", "127.0.10.4")
+    assert r.returncode == 1
+    assert (
+        "talosctl v1.7.0 (talosim (emulated cluster)) is older than talos-demo's Talos v1.9.6"
+        in r.stderr
+    )
     dry = _ok(installed.invoke("upgrade", "--node", "127.0.10.4", "--dry-run"))
     assert "127.0.10.4 (demo-worker-4, worker): v1.7.0 → v1.8.4 → v1.9.6" in dry
     n = len(installed.calls())
-    _ok(installed.invoke("upgrade", "--node", "127.0.10.4"))
+    _ok(installed.invoke("upgrade", "--node", "127.0.10.4", extra_env=NEW_TALOSCTL))
     images = [a for c in _upgrades(installed, n) for a in c["argv"] if a.startswith("ghcr.io")]
     assert images == ["ghcr.io/siderolabs/installer:v1.8.4", "ghcr.io/siderolabs/installer:v1.9.6"]
     assert _version(installed, "127.0.10.4") == "v1.9.6"
@@ -281,7 +288,7 @@ def test_upgrade_k8s_refuses_skew(installed: FleetRepo) -> None:
     assert "Kubernetes 1.31.0 is not supported by Talos v1.7.0" in r.stderr
     installed.talosim("fault", "clear")
     _bump(installed, "v1.9.6")
-    _ok(installed.invoke("upgrade", "--cluster", "demo"))
+    _ok(installed.invoke("upgrade", "--cluster", "demo", extra_env=NEW_TALOSCTL))
     r = installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.32.0")
     assert r.returncode == 1
     assert "1.30.0 → 1.32.0 skips a minor" in r.stderr

@@ -147,8 +147,18 @@ class Conn:
                     'handshake failed: remote error: tls: bad certificate"',
                 )
             self.endpoint = node
+            self._ensure_kubeapi(node)
             return node
         raise refused(self.endpoints[0])
+
+    def _ensure_kubeapi(self, node: dict[str, Any]) -> None:
+        """A bootstrapped cluster's API server runs whenever the cluster is used: it stops
+        after an idle period, and the next talosctl call starts it again."""
+        cluster = N.cluster_of(self.state, node)
+        if cluster and cluster.get("bootstrapped") and cluster.get("k8s_ca"):
+            from . import kubeapi
+
+            kubeapi.ensure(self.state, cluster)
 
     def target(self, ip: str, command: str) -> dict[str, Any]:
         """The node record of `ip`, reached through the endpoint (or directly when insecure)."""

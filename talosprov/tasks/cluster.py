@@ -218,6 +218,8 @@ def verify(c: Context, cluster: str, verbose: bool = False) -> None:
             "-m",
             "pytest",
             str(suite),
+            "-o",
+            "addopts=",  # the suite's own options only: no workers, no marker filter of the repo
             "-m",
             "cluster",
             "-q",

@@ -68,7 +68,8 @@ def demo(c: Context, node_seconds: float = 2.0, verbose: bool = False) -> None:
     kc = r.root / ".state" / cl.name / "kubeconfig"
     console.print(
         f"\n[green]talos-demo is up.[/] Try: kubectl --kubeconfig {r.rel(kc)} get nodes "
-        "-o wide\nRemove it with: invoke fleet --destroy"
+        "-o wide\nIts emulated API server stops after 10 idle minutes; any task on the cluster "
+        "(invoke status --cluster demo) starts it again.\nRemove it with: invoke fleet --destroy"
     )
 
 

@@ -70,10 +70,9 @@ def status(
     repo: Repo, cluster: Cluster, prog: Program, kubectl: Program | None, workers: int = 10
 ) -> list[NodeStatus]:
     tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
-    kube = _kube_nodes(repo, cluster, kubectl)
     values = _bundle_values(repo, cluster)
 
-    def one(node: Node) -> NodeStatus:
+    def one(node: Node) -> tuple[Node, str, str, str]:
         p = probe(prog, tc, node.ip)
         stage = p.status.stage if p.status else p.mode
         talos, sync = "-", "-"
@@ -88,19 +87,27 @@ def status(
                 sync = "yes" if node_diff(repo, cluster, prog, tc, node, values) == "" else "no"
         elif p.mode == "maintenance":
             sync = "no"
-        kn = kube.get(node.ip)
-        return NodeStatus(
-            ip=node.ip,
-            hostname=node.hostname,
-            role=node.role,
-            stage=stage,
-            talos=talos,
-            kubernetes=kn.kubelet if kn else "-",
-            ready=("yes" if kn.ready else "no") if kn else "-",
-            in_sync=sync,
-        )
+        return node, stage, talos, sync
 
-    return parallel(one, cluster.nodes, workers)
+    talos_side = parallel(one, cluster.nodes, workers)
+    # Kubernetes second: the nodes answer first (and an emulated API server is up by then)
+    kube = _kube_nodes(repo, cluster, kubectl)
+    out = []
+    for node, stage, talos, sync in talos_side:
+        kn = kube.get(node.ip)
+        out.append(
+            NodeStatus(
+                ip=node.ip,
+                hostname=node.hostname,
+                role=node.role,
+                stage=stage,
+                talos=talos,
+                kubernetes=kn.kubelet if kn else "-",
+                ready=("yes" if kn.ready else "no") if kn else "-",
+                in_sync=sync,
+            )
+        )
+    return out
 
 
 def node_diff(

@@ -229,3 +229,12 @@ def test_fleet_destroy_stops_the_api_server(kube: Sim) -> None:
     time.sleep(0.3)
     with pytest.raises(ProcessLookupError):
         os.kill(info["pid"], 0)
+
+
+def test_a_stopped_api_server_comes_back_with_the_next_talosctl_call(kube: Sim) -> None:
+    kube.ok("kubeapi", "stop")
+    assert kubectl(kube, "get", "nodes").returncode != 0
+    kube.ok(*kube.tc("version", "-n", CPS[0]))
+    r = kubectl(kube, "get", "nodes")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 6

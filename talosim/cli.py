@@ -6,7 +6,6 @@ block when the text mentions "arg(s)", "flag" or "command" (contract §1.1).
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 import time
@@ -277,10 +276,6 @@ def entry() -> None:
 
 
 # -- shared helpers ---------------------------------------------------------------------------
-def read_bytes_b64(text: str) -> bytes:
-    return base64.b64decode(text)
-
-
 def endpoint_host(ep: str) -> str:
     if "://" in ep:
         return urlsplit(ep).hostname or ep

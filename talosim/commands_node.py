@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -1558,22 +1560,26 @@ def _cp_only(node: dict[str, Any], what: str) -> None:
         raise RPC("Unimplemented", f"{what} is only available on control plane nodes")
 
 
+def _etcd_node(
+    ctx: Ctx, conn: Conn, ip: str, command: str, what: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A control plane of a bootstrapped cluster whose etcd runs, or an RPC error."""
+    node = conn.target(ip, command)
+    _cp_only(node, what)
+    cluster = N.cluster_of(ctx.state, node)
+    if cluster is None or not N.etcd_healthy(ctx.state, node, cluster):
+        raise RPC("Unknown", "etcd is not running")
+    return node, cluster
+
+
 @command("etcd snapshot", nargs=(1, 1), use="talosctl etcd snapshot <path>")
 def etcd_snapshot(ctx: Ctx) -> None:
-    import hashlib
-    import os
-
     conn = Conn(ctx, False)
     ip = single(conn, "etcd snapshot")
     try:
-        node = conn.target(ip, "etcd snapshot")
-        _cp_only(node, "etcd snapshot")
-        cluster = N.cluster_of(ctx.state, node)
-        if not N.etcd_healthy(ctx.state, node, cluster):
-            raise RPC("Unknown", "failed to create etcd client: etcd is not running")
+        _, cluster = _etcd_node(ctx, conn, ip, "etcd snapshot", "etcd snapshot")
     except RPC as e:
         raise Fail(f"error reading file: {e}") from None
-    assert cluster is not None
     body = json.dumps(
         {
             "talosim": "etcd snapshot",
@@ -1608,11 +1614,7 @@ def etcd_members(ctx: Ctx) -> None:
     errs = []
     for ip in conn.nodes:
         try:
-            node = conn.target(ip, "etcd members")
-            _cp_only(node, "member list")
-            cluster = N.cluster_of(ctx.state, node)
-            if not N.etcd_healthy(ctx.state, node, cluster):
-                raise RPC("Unknown", "etcd is not running")
+            node, cluster = _etcd_node(ctx, conn, ip, "etcd members", "member list")
         except RPC as e:
             errs.append(f"{ip}: {e}")
             continue
@@ -1652,15 +1654,10 @@ def etcd_status(ctx: Ctx) -> None:
     errs = []
     for ip in conn.nodes:
         try:
-            node = conn.target(ip, "etcd status")
-            _cp_only(node, "etcd status")
-            cluster = N.cluster_of(ctx.state, node)
-            if not N.etcd_healthy(ctx.state, node, cluster):
-                raise RPC("Unknown", "etcd is not running")
+            node, cluster = _etcd_node(ctx, conn, ip, "etcd status", "etcd status")
         except RPC as e:
             errs.append(f"{ip}: {e}")
             continue
-        assert cluster is not None
         mem = N.members(ctx.state, cluster)
         leader = mem[0] if mem else node
         rows.append(

@@ -172,10 +172,6 @@ def members(state: State, cluster: dict[str, Any] | None) -> list[dict[str, Any]
     return out
 
 
-def etcd_member(state: State, node: dict[str, Any], cluster: dict[str, Any] | None) -> bool:
-    return any(m["ip"] == node["ip"] for m in members(state, cluster))
-
-
 def etcd_healthy(state: State, node: dict[str, Any], cluster: dict[str, Any] | None) -> bool:
     if not (
         cluster

@@ -16,7 +16,7 @@ from ..workflows import apply as apply_wf
 from ..workflows import install as install_wf
 from ..workflows import status as status_wf
 from .common import CLUSTER_HELP, DRY_RUN_HELP, VERBOSE_HELP, console, handled, out, repo
-from .ui import print_plan, reporter, table
+from .ui import install_report, reporter, table
 
 STATUS_COLUMNS = [
     ("ip", "IP"),
@@ -67,26 +67,7 @@ def install(
             reporter=rep,
         )
         outcome = install_wf.install(r, cl, prog, kubectl, opts)
-    if dry_run:
-        print_plan(outcome.plan.describe(), outcome.commands)
-        return
-    if outcome.plan.noop:
-        console.print(f"[green]{cl.name}: nothing to do: {outcome.plan.noop}[/]")
-    table(
-        outcome.summary,
-        [
-            ("ip", "IP"),
-            ("name", "NODE"),
-            ("role", "ROLE"),
-            ("kubelet", "KUBERNETES"),
-            ("os", "OS"),
-            ("ready", "READY"),
-        ],
-    )
-    console.print(
-        f"[green]{cl.name} is installed and healthy[/]"
-        + (f" (refs/applied/{cl.name} = {outcome.applied_ref[:12]})" if outcome.applied_ref else "")
-    )
+    install_report(cl, outcome, dry_run)
 
 
 @task(
@@ -160,7 +141,7 @@ def bootstrap(c: Context, cluster: str, verbose: bool = False) -> None:
     r = repo()
     cl = r.find(cluster)
     inst = install_wf.Installer(r, cl, toolbox.talosctl(r, cl), install_wf.Options())
-    inst._bootstrap(cl.controlplanes[0].ip)
+    inst.bootstrap(cl.controlplanes[0].ip)
 
 
 @task(help={"cluster": CLUSTER_HELP, "timeout": "seconds (default 600)", "verbose": VERBOSE_HELP})
@@ -190,7 +171,7 @@ def kubeconfig(c: Context, cluster: str, verbose: bool = False) -> None:
     r = repo()
     cl = r.find(cluster)
     inst = install_wf.Installer(r, cl, toolbox.talosctl(r, cl), install_wf.Options())
-    inst._kubeconfig(cl.controlplanes[0].ip)
+    inst.kubeconfig(cl.controlplanes[0].ip)
     out(str(localconfig.kubeconfig_path(r, cl)))
 
 

@@ -10,7 +10,7 @@ from ..workflows import install as install_wf
 from ..workflows import status as status_wf
 from .cluster import STATUS_COLUMNS, verify
 from .common import CLUSTER_HELP, VERBOSE_HELP, console, handled, out, repo
-from .ui import reporter, table
+from .ui import install_report, reporter, table
 
 
 @task(
@@ -58,8 +58,7 @@ def demo(c: Context, node_seconds: float = 2.0, verbose: bool = False) -> None:
         outcome = install_wf.install(
             r, cl, prog, toolbox.kubectl(), install_wf.Options(reporter=rep)
         )
-    if outcome.plan.noop:
-        console.print(f"[green]{cl.name}: nothing to do: {outcome.plan.noop}[/]")
+    install_report(cl, outcome, dry_run=False)
     progress.phase("Status")
     rows = status_wf.status(r, cl, prog, toolbox.kubectl())
     table([s.as_dict() for s in rows], STATUS_COLUMNS)

@@ -11,6 +11,7 @@ from typing import Any
 from rich.live import Live
 from rich.table import Table
 
+from ..model import Cluster
 from ..workflows.runtime import LogReporter
 from .common import console, out
 
@@ -70,3 +71,27 @@ def table(
 def print_plan(lines: list[str], commands: list[str]) -> None:
     """A dry run's output on stdout: the plan, then the exact commands."""
     out("\n".join(["plan:", *lines, "commands:", *("  " + cmd for cmd in commands)]))
+
+
+def install_report(cluster: Cluster, outcome: Any, dry_run: bool) -> None:
+    """What `invoke install` (and the demo) shows when it is done."""
+    if dry_run:
+        print_plan(outcome.plan.describe(), outcome.commands)
+        return
+    if outcome.plan.noop:
+        console.print(f"[green]{cluster.name}: nothing to do: {outcome.plan.noop}[/]")
+    columns = [
+        ("ip", "IP"),
+        ("name", "NODE"),
+        ("role", "ROLE"),
+        ("kubelet", "KUBERNETES"),
+        ("os", "OS"),
+        ("ready", "READY"),
+    ]
+    table(outcome.summary, columns)
+    ref = (
+        f" (refs/applied/{cluster.name} = {outcome.applied_ref[:12]})"
+        if outcome.applied_ref
+        else ""
+    )
+    console.print(f"[green]{cluster.name} is installed and healthy[/]{ref}")

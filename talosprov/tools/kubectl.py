@@ -30,15 +30,6 @@ class Kubectl:
             "20s",
         ]
 
-    def wait_ready(self, node: str, timeout: float) -> list[str]:
-        return [
-            *self._base(),
-            "wait",
-            "--for=condition=Ready",
-            f"node/{node}",
-            f"--timeout={int(timeout)}s",
-        ]
-
 
 @dataclass(frozen=True)
 class NodeInfo:

@@ -9,7 +9,7 @@ import yaml
 
 from .. import localconfig, progress, render, secrets
 from ..errors import CommandFailed, WorkflowError
-from ..model import Cluster, Repo
+from ..model import Cluster, Node, Repo
 from ..redact import bundle_values
 from ..render import diff_folder
 from ..tools.run import Program, run
@@ -62,10 +62,7 @@ def apply(
                 f"--cluster {cluster.name}`, review and commit, then apply"
             )
 
-        def one(n: object) -> ApplyResult:
-            from ..model import Node
-
-            assert isinstance(n, Node)
+        def one(n: Node) -> ApplyResult:
             cfg = b.config_for(n)
             try:
                 res = run(

@@ -256,7 +256,7 @@ class Installer:
                 workers=self.opts.parallel * 2,
             )
 
-    def _bootstrap(self, ip: str) -> None:
+    def bootstrap(self, ip: str) -> None:
         with self.journal.step("bootstrap", ip):
             try:
                 self._run(self.tc.bootstrap(ip), node=ip, timeout=self.opts.command_timeout)
@@ -277,7 +277,7 @@ class Installer:
                 on_stderr_line=lambda line: log.debug("health: %s", line),
             )
 
-    def _kubeconfig(self, ip: str) -> None:
+    def kubeconfig(self, ip: str) -> None:
         path = localconfig.kubeconfig_path(self.repo, self.cluster)
         with self.journal.step("kubeconfig", ip):
             self._run(self.tc.kubeconfig(ip, path), node=ip, timeout=self.opts.command_timeout)
@@ -389,13 +389,13 @@ class Installer:
             self._wait_status(list(step.nodes), ready=len(step.nodes) > 1, what=step.why)
         elif step.kind == "bootstrap":
             progress.phase(f"Bootstrap etcd on {step.nodes[0]}")
-            self._bootstrap(step.nodes[0])
+            self.bootstrap(step.nodes[0])
         elif step.kind == "health":
             progress.phase("Health")
             self._health(step.nodes[0])
         elif step.kind == "kubeconfig":
             progress.phase("Kubeconfig")
-            self._kubeconfig(step.nodes[0])
+            self.kubeconfig(step.nodes[0])
         elif step.kind == "verify":
             progress.phase("Verify nodes in Kubernetes")
             with self.journal.step("verify", None):

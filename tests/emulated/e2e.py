@@ -84,6 +84,11 @@ class FleetRepo:
             check=False,
         )
 
+    def fault(self, *args: str) -> None:
+        """Inject a talosim fault (`fault add` flags); fails the test if it is not taken."""
+        r = self.talosim("fault", "add", *args)
+        assert r.returncode == 0, r.stderr
+
     def fleet(self, nodes: str, controlplanes: str, **seconds: float) -> None:
         args = ["fleet", "create", "--nodes", nodes, "--controlplanes", controlplanes]
         for k, v in seconds.items():

@@ -88,9 +88,7 @@ def test_rerun_on_a_healthy_cluster_changes_nothing_and_says_so(demo_repo: Fleet
 
 
 def test_failed_apply_exits_with_node_command_and_output_then_resumes(demo_repo: FleetRepo) -> None:
-    demo_repo.talosim(
-        "fault",
-        "add",
+    demo_repo.fault(
         "--node",
         "127.0.10.4",
         "--kind",
@@ -116,9 +114,7 @@ def test_failed_apply_exits_with_node_command_and_output_then_resumes(demo_repo:
 
 
 def test_hung_apply_times_out_then_a_rerun_resumes(demo_repo: FleetRepo) -> None:
-    demo_repo.talosim(
-        "fault",
-        "add",
+    demo_repo.fault(
         "--node",
         "127.0.10.5",
         "--kind",
@@ -138,9 +134,7 @@ def test_hung_apply_times_out_then_a_rerun_resumes(demo_repo: FleetRepo) -> None
 
 
 def test_node_that_never_leaves_booting_is_named_in_the_timeout(demo_repo: FleetRepo) -> None:
-    demo_repo.talosim(
-        "fault", "add", "--node", "127.0.10.2", "--kind", "stuck", "--stage", "booting"
-    )
+    demo_repo.fault("--node", "127.0.10.2", "--kind", "stuck", "--stage", "booting")
     r = demo_repo.invoke("install", "--cluster", "demo", "--wait-timeout", "4")
     assert r.returncode == 1
     assert (

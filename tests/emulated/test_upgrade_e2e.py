@@ -55,9 +55,7 @@ def test_busy_file_failure_is_retried_once_as_staged_upgrade_and_reboot(
     installed: FleetRepo,
 ) -> None:
     _bump(installed, "v1.7.4")
-    installed.talosim(
-        "fault",
-        "add",
+    installed.fault(
         "--node",
         "127.0.10.5",
         "--kind",
@@ -84,7 +82,7 @@ def test_busy_file_failure_is_retried_once_as_staged_upgrade_and_reboot(
 
 def test_silent_rollback_is_detected(installed: FleetRepo) -> None:
     _bump(installed, "v1.7.4")
-    installed.talosim("fault", "add", "--node", "127.0.10.4", "--kind", "rollback", "--times", "1")
+    installed.fault("--node", "127.0.10.4", "--kind", "rollback", "--times", "1")
     r = installed.invoke("upgrade", "--node", "127.0.10.4")
     assert r.returncode == 1
     assert "came back at Talos v1.7.0 after upgrading to v1.7.4" in r.stderr
@@ -148,9 +146,7 @@ def test_failure_on_the_fifth_node_stops_the_roll_and_a_rerun_resumes_there(
     installed: FleetRepo,
 ) -> None:
     _bump(installed, "v1.7.4")
-    installed.talosim(
-        "fault",
-        "add",
+    installed.fault(
         "--node",
         "127.0.10.5",
         "--kind",
@@ -175,9 +171,7 @@ def test_failure_on_the_fifth_node_stops_the_roll_and_a_rerun_resumes_there(
 
 def test_later_nodes_stay_untouched_after_a_failure(installed: FleetRepo) -> None:
     _bump(installed, "v1.7.4")
-    installed.talosim(
-        "fault",
-        "add",
+    installed.fault(
         "--node",
         "127.0.10.2",
         "--kind",
@@ -206,7 +200,7 @@ def test_unhealthy_etcd_member_blocks_the_start_with_zero_upgrade_calls(
     installed: FleetRepo,
 ) -> None:
     _bump(installed, "v1.7.4")
-    installed.talosim("fault", "add", "--node", "127.0.10.3", "--kind", "etcd-down")
+    installed.fault("--node", "127.0.10.3", "--kind", "etcd-down")
     n = len(installed.calls())
     r = installed.invoke("upgrade", "--cluster", "demo", "--health-timeout", "2")
     assert r.returncode == 1
@@ -295,9 +289,7 @@ def test_upgrade_k8s_refuses_skew(installed: FleetRepo) -> None:
 
 
 def test_upgrade_k8s_partial_failure_then_rerun_succeeds(installed: FleetRepo) -> None:
-    installed.talosim(
-        "fault",
-        "add",
+    installed.fault(
         "--node",
         "127.0.10.5",
         "--kind",

@@ -1459,13 +1459,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
                 .rsplit(":", 1)[-1]
                 .lstrip("v")
             )
-            ctx.out(f' > "{r["ip"]}": starting update\n')
-            if cur == to:
-                ctx.out(f' > update {comp}: v{cur} -> {to}\n < "{r["ip"]}": successfully updated\n')
-                continue
-            ctx.out(f" > update {comp}: v{cur} -> {to}\n")
-            if dry:
-                ctx.out(" > skipped in dry-run\n")
+            if not _k8s_begin(ctx, r["ip"], comp, f"v{cur}", cur == to, to, dry, echo=True):
                 continue
             _k8s_step(
                 ctx,
@@ -1498,14 +1492,8 @@ def upgrade_k8s(ctx: Ctx) -> None:
         ctx.out(f'updating kubelet to version "{to}"\n')
         for r in cps + workers:
             r = N.load(state, r["ip"]) or r
-            ctx.out(f' > "{r["ip"]}": starting update\n')
             cur = r.get("kubelet_version") or ""
-            if cur == to:
-                ctx.out(f' < "{r["ip"]}": successfully updated\n')
-                continue
-            ctx.out(f" > update kubelet: {cur} -> {to}\n")
-            if dry:
-                ctx.out(" > skipped in dry-run\n")
+            if not _k8s_begin(ctx, r["ip"], "kubelet", cur, cur == to, to, dry, echo=False):
                 continue
             with state.locked():
                 fault = N.take_fault(state, r["ip"], "upgrade-k8s", ("error",))
@@ -1539,6 +1527,23 @@ def upgrade_k8s(ctx: Ctx) -> None:
             if cl:
                 cl["kubernetes_version"] = to
                 state.save_cluster(cl)
+
+
+def _k8s_begin(
+    ctx: Ctx, ip: str, comp: str, shown: str, current: bool, to: str, dry: bool, *, echo: bool
+) -> bool:
+    """upgrade-k8s' per-node preamble; True when the node must actually be updated."""
+    ctx.out(f' > "{ip}": starting update\n')
+    if current:
+        if echo:
+            ctx.out(f" > update {comp}: {shown} -> {to}\n")
+        ctx.out(f' < "{ip}": successfully updated\n')
+        return False
+    ctx.out(f" > update {comp}: {shown} -> {to}\n")
+    if dry:
+        ctx.out(" > skipped in dry-run\n")
+        return False
+    return True
 
 
 def _k8s_step(ctx: Ctx, ip: str, change: Any, kubelet: str | None = None) -> None:

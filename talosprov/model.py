@@ -339,6 +339,10 @@ class Repo:
         return self.root / "generated" / c.name
 
     def secrets_file(self, c: Cluster) -> Path:
+        # An emulated cluster's bundle is throwaway: it stays in gitignored .state/ so the demo
+        # leaves the repository clean.
+        if c.emulated:
+            return self.root / ".state" / c.name / "secrets.yaml.age"
         return self.root / "secrets" / f"{c.name}.yaml.age"
 
     def state_dir(self, c: Cluster) -> Path:

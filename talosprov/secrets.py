@@ -54,7 +54,10 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 # -- recipients and identities ------------------------------------------------------------------
-def recipients(repo: Repo) -> list[str]:
+def recipients(repo: Repo, cluster: Cluster | None = None) -> list[str]:
+    """The bundle's recipients: .age-recipients, or only the local key for emulated clusters."""
+    if cluster is not None and cluster.emulated:
+        return [str(_demo_identity(repo).to_public())]
     path = repo.root / RECIPIENTS_FILE
     if not path.exists():
         return []
@@ -91,7 +94,12 @@ def identity_sources(repo: Repo) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for var in ("TALOSPROV_AGE_KEY_FILE", "SOPS_AGE_KEY_FILE"):
         p = os.environ.get(var)
-        if p and Path(p).is_file():
+        if p and not Path(p).is_file():
+            raise SecretsError(
+                f"${var} names the age key file {p}, which does not exist: fix the path or "
+                "unset the variable"
+            )
+        if p:
             found.append((f"${var} ({p})", Path(p).read_text()))
     if os.environ.get("SOPS_AGE_KEY"):
         found.append(("$SOPS_AGE_KEY", os.environ["SOPS_AGE_KEY"]))
@@ -112,32 +120,31 @@ def demo_key_path(repo: Repo) -> Path:
     return repo.root / ".state" / "age" / "keys.txt"
 
 
+def _demo_identity(repo: Repo) -> pyrage.x25519.Identity:
+    ensure_demo_identity(repo)
+    ids = _identities_from_text(demo_key_path(repo).read_text(), repo.rel(demo_key_path(repo)))
+    if not ids:
+        raise SecretsError(f"{repo.rel(demo_key_path(repo))}: no age secret key in it")
+    return ids[0]
+
+
 def ensure_demo_identity(repo: Repo) -> str | None:
-    """For emulated clusters: create a local age key under .state/ on first use and add its
-    recipient to .age-recipients. Returns the new recipient, or None if nothing was needed."""
-    if identities(repo):
+    """For emulated clusters: a local age key in .state/age/keys.txt (gitignored), created on
+    first use; their bundles are encrypted to it alone, so .age-recipients stays untouched.
+    Returns the new recipient, or None if the key existed."""
+    key = demo_key_path(repo)
+    if key.is_file():
         return None
     ident = pyrage.x25519.Identity.generate()
-    key = demo_key_path(repo)
     key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(key, f"# created by talosprov for emulated clusters\n{ident}\n", mode=0o600)
-    pub = str(ident.to_public())
-    path = repo.root / RECIPIENTS_FILE
-    text = path.read_text() if path.exists() else ""
-    if text and not text.endswith("\n"):
-        text += "\n"
-    atomic_write(path, text + f"{pub}  # local key in .state/age/keys.txt (emulated clusters)\n")
-    log.info(
-        "created an age identity in %s and added its recipient to %s",
-        repo.rel(key),
-        RECIPIENTS_FILE,
-    )
-    return pub
+    log.info("created an age identity for emulated clusters in %s", repo.rel(key))
+    return str(ident.to_public())
 
 
 # -- encrypt / decrypt -------------------------------------------------------------------------
-def encrypt(repo: Repo, plaintext: bytes) -> bytes:
-    recs = recipients(repo)
+def encrypt(repo: Repo, plaintext: bytes, cluster: Cluster | None = None) -> bytes:
+    recs = recipients(repo, cluster)
     if not recs:
         raise SecretsError(
             f"no recipients in {RECIPIENTS_FILE}: add your age public key (age-keygen -y "
@@ -185,7 +192,9 @@ def store(repo: Repo, cluster: Cluster, plaintext: bytes, *, replace: bool = Fal
         kept = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
         shutil.copy2(path, kept)
         log.warning("kept the previous bundle as %s", repo.rel(kept))
-    atomic_write(path, encrypt(repo, plaintext))
+    if cluster.emulated:
+        repo.state_dir(cluster)  # .state/<cluster>/ with its 0700 mode
+    atomic_write(path, encrypt(repo, plaintext, cluster))
     return path
 
 
@@ -195,5 +204,5 @@ def rotate(repo: Repo, cluster: Cluster) -> bool:
     if not path.exists():
         return False
     plaintext = decrypt(repo, cluster)
-    atomic_write(path, encrypt(repo, plaintext))
+    atomic_write(path, encrypt(repo, plaintext, cluster))
     return True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,16 +24,69 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
+# The fleet repository's inputs. Only TRACKED files are copied: whatever the demo or an operator
+# left in the working tree (secrets/*.age, .state/, .talosim/) must not change a test's outcome.
+FLEET_INPUTS = ("clusters", "templates", "patches", "generated", "schemas", "secrets")
+FLEET_FILES = ("tasks.py", ".age-recipients")
+
+
+def tracked_files(root: Path = ROOT) -> list[str] | None:
+    """Paths git tracks under root (working-tree content), or None outside a git checkout."""
+    try:
+        res = subprocess.run(
+            ["git", "ls-files", "-z", "--cached"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [p for p in res.stdout.decode().split("\0") if p]
+
+
 def copy_repo(dest: Path) -> Path:
-    """A copy of the fleet repository's inputs (clusters, templates, patches, generated)."""
-    for name in ("clusters", "templates", "patches", "generated", "schemas", "secrets"):
-        src = ROOT / name
-        if src.exists():
-            shutil.copytree(src, dest / name)
-    for name in ("tasks.py", ".age-recipients"):
-        if (ROOT / name).exists():
-            shutil.copy(ROOT / name, dest / name)
+    """A copy of the fleet repository's tracked inputs (clusters, templates, patches, ...)."""
+    files = tracked_files()
+    if files is None:  # an unpacked release tarball: every file there is a release file
+        files = [
+            str(p.relative_to(ROOT))
+            for name in FLEET_INPUTS
+            if name != "secrets"
+            for p in (ROOT / name).rglob("*")
+            if p.is_file()
+        ] + [n for n in FLEET_FILES if (ROOT / n).exists()]
+    for rel in files:
+        top = rel.split("/", 1)[0]
+        if (top in FLEET_INPUTS and "/" in rel) or rel in FLEET_FILES:
+            src = ROOT / rel
+            if src.is_file():  # tracked but deleted in the working tree: absent in the copy too
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / rel)
     return dest
+
+
+def find_tool(name: str) -> str | None:
+    """Where a tool is: $KUBECTL-style variable, this interpreter's venv, then PATH."""
+    named = os.environ.get(name.upper().replace("-", "_"))
+    if named:
+        return shutil.which(named) or (named if Path(named).is_file() else None)
+    venv = Path(sys.executable).parent / name
+    return str(venv) if venv.is_file() else shutil.which(name)
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool skips the test locally but FAILS it in CI (CI=true)."""
+    path = find_tool(name)
+    if path:
+        return path
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"{name} is not installed but CI=true: CI must run every test (scripts/setup)")
+    pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+def need_kubectl() -> str:
+    return require_tool("kubectl")
 
 
 @pytest.fixture

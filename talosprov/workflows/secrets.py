@@ -69,7 +69,7 @@ def ensure(repo: Repo, cluster: Cluster, prog: Program, *, replace: bool = False
         "%s %s (age-encrypted to %d recipient(s))",
         "replaced" if replace else "created",
         repo.rel(path),
-        len(secrets.recipients(repo)),
+        len(secrets.recipients(repo, cluster)),
     )
     return SecretsOutcome("replaced" if replace else "created", repo.rel(path))
 

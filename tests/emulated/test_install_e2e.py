@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from tests.emulated.e2e import TALOSIM, FleetRepo, nodes_of
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl"),
+    pytest.mark.usefixtures("need_kubectl"),  # fails instead of skipping when CI=true
 ]
 CPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
 WORKERS = ["127.0.10.4", "127.0.10.5"]

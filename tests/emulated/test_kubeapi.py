@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import find_tool
 from tests.sim import CPS, Sim
 
-KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+KUBECTL = find_tool("kubectl")
+pytestmark = pytest.mark.usefixtures("need_kubectl")  # fails instead of skipping when CI=true
 
 
 def kubectl(sim: Sim, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 
 from talosprov.redact import bundle_values
 from talosprov.secrets import AGE_KEY_PREFIX
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_tool
 from tests.emulated.e2e import TALOSIM, FleetRepo
 
 pytestmark = pytest.mark.e2e
@@ -36,14 +35,14 @@ def _bundle(repo: FleetRepo, cluster: str, key: str) -> dict:
     return yaml.safe_load(pyrage.decrypt(data, [pyrage.x25519.Identity.from_str(ident)]))
 
 
-@pytest.mark.skipif(shutil.which("age") is None, reason="needs Debian's age CLI")
 def test_bundle_is_standard_age_and_decrypts_with_the_age_cli(repo: FleetRepo) -> None:
+    age = require_tool("age")  # Debian's age CLI (scripts/setup installs it as root)
     key = repo.operator_key()
     _ok(repo.invoke("secrets", "--cluster", "v3", extra_env=EMU))
     path = repo.root / "secrets" / "talos-cloudkoffer-v3.yaml.age"
     assert path.read_bytes().startswith(b"age-encryption.org/v1\n")
     r = subprocess.run(
-        ["age", "--decrypt", "--identity", key, str(path)],
+        [age, "--decrypt", "--identity", key, str(path)],
         capture_output=True,
         text=True,
         check=True,
@@ -77,7 +76,10 @@ def test_replacing_a_bundle_needs_two_flags_and_keeps_the_old_one(repo: FleetRep
 def test_missing_bundle_of_an_installed_cluster_fails_closed(repo: FleetRepo) -> None:
     repo.fleet("127.0.10.1-5", "127.0.10.1-3")
     _ok(repo.invoke("install", "--cluster", "demo"))
-    bundle = repo.root / "secrets" / "talos-demo.yaml.age"
+    # an emulated cluster keeps its throwaway bundle in gitignored .state/
+    bundle = repo.root / ".state" / "talos-demo" / "secrets.yaml.age"
+    assert not (repo.root / "secrets" / "talos-demo.yaml.age").exists()
+    assert repo.git("status", "--porcelain") == ""
     bundle.unlink()
     r = repo.invoke("generate", "--cluster", "demo")
     assert r.returncode == 1

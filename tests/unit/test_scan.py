@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from talosprov.scan import main, scan_text
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_tool
 
 
 def _ec_pem() -> str:
@@ -75,8 +75,8 @@ def test_tracked_files_of_this_repository_hold_no_secret() -> None:
     assert [str(f) for f in scan_paths(paths)] == []
 
 
-@pytest.mark.skipif(shutil.which("pre-commit") is None, reason="pre-commit not installed")
 def test_pre_commit_hook_blocks_a_plaintext_key(tmp_path: Path) -> None:
+    pre_commit = require_tool("pre-commit")  # the venv's, as scripts/setup installs it
     repo = tmp_path / "r"
     repo.mkdir()
     shutil.copy(ROOT / ".pre-commit-config.yaml", repo)
@@ -98,7 +98,7 @@ def test_pre_commit_hook_blocks_a_plaintext_key(tmp_path: Path) -> None:
     (repo / "leak.yaml").write_text(f"key: |\n{_ec_pem()}")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
     r = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "run", "talosprov-secret-scan", "--all-files"],
+        [pre_commit, "run", "talosprov-secret-scan", "--all-files"],
         cwd=repo,
         env=env,
         capture_output=True,

@@ -15,13 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CLUSTER = """# yaml-language-server: $schema=../schemas/cluster.schema.json
 name: talos-bench
-endpoint: https://127.0.20.100:6443
-vip: 127.0.20.100
+endpoint: https://{net}.{vip}:6443
+vip: {net}.{vip}
 talos_version: {talos}
 kubernetes_version: 1.30.0
 install:
   disk: /dev/nvme0n1
-cert_sans: [127.0.20.100]
+cert_sans: [{net}.{vip}]
 emulated: true
 nodes:
 {nodes}
@@ -34,7 +34,11 @@ vars:
 
 
 class Bench:
-    def __init__(self, cps: int = 3, workers: int = 7, talos: str = "v1.7.0") -> None:
+    def __init__(
+        self, cps: int = 3, workers: int = 7, talos: str = "v1.7.0", net: str = "127.0.20"
+    ) -> None:
+        # the VIP sits above every node address of the /24 (at most 200 nodes)
+        self.net, vip = net, 250
         self.tmp = Path(tempfile.mkdtemp(prefix="talosprov-bench-"))
         self.root = self.tmp / "fleet"
         self.root.mkdir()
@@ -43,11 +47,13 @@ class Bench:
         shutil.copy(ROOT / "tasks.py", self.root)
         (self.root / "clusters").mkdir()
         nodes = "\n".join(
-            f"  - {{ip: 127.0.20.{i}, role: {'controlplane' if i <= cps else 'worker'}, "
+            f"  - {{ip: {net}.{i}, role: {'controlplane' if i <= cps else 'worker'}, "
             f"hostname: bench-{i}}}"
             for i in range(1, cps + workers + 1)
         )
-        (self.root / "clusters" / "bench.yaml").write_text(CLUSTER.format(talos=talos, nodes=nodes))
+        (self.root / "clusters" / "bench.yaml").write_text(
+            CLUSTER.format(talos=talos, nodes=nodes, net=net, vip=vip)
+        )
         self.n = cps + workers
         self.cps = cps
         self.env = {
@@ -70,9 +76,9 @@ class Bench:
             "fleet",
             "create",
             "--nodes",
-            f"127.0.20.1-{self.n}",
+            f"{self.net}.1-{self.n}",
             "--controlplanes",
-            f"127.0.20.1-{self.cps}",
+            f"{self.net}.1-{self.cps}",
         ]
         for k, v in seconds.items():
             args += [f"--{k}-seconds", str(v)]

@@ -4,22 +4,104 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import posixpath
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml.comments import TaggedScalar
 
 from . import versions
 from .errors import ClusterDefinitionError, UnknownClusterError
-from .yamlio import load_rt, position
+from .yamlio import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, brief, load_rt, position, read_text
 
 log = logging.getLogger(__name__)
 
 _HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 SCHEMA_MODELINE = "# yaml-language-server: $schema=../schemas/cluster.schema.json"
+# C0/C1 controls and the Unicode line/paragraph separators (which YAML 1.1 readers treat as line
+# breaks): a value holding one could end a YAML line or a comment in a rendered patch.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # \t, \n allowed
+# A DNS name, optionally with one leading wildcard label (as x509 SANs allow).
+_DNS_RE = re.compile(
+    r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$"
+)
+# Linux interface names: at most IFNAMSIZ-1 = 15 bytes.
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")
+_DISK_RE = re.compile(r"^/dev/[A-Za-z0-9._:+/-]+$")
+_PATCH_RE = re.compile(r"^[A-Za-z0-9._+/-]+$")
+# A loaded cluster file is a few hundred values; nested aliases ("billion laughs") expand to
+# billions. Copying stops at these limits, long before memory or time run out.
+MAX_PROBLEMS = 20
+
+
+def _one_line(v: str) -> str:
+    m = _CONTROL_RE.search(v)
+    if m:
+        raise ValueError(
+            f"{brief(v)} contains the control character U+{ord(m.group()):04X} "
+            "(a newline, tab or similar): this field holds one line of text"
+        )
+    return v
+
+
+Line = Annotated[str, AfterValidator(_one_line)]
+
+
+def _install_disk(v: str) -> str:
+    # Talos installs onto a block device node (machine.install.disk,
+    # v1.7.0 pkg/machinery/config/types/v1alpha1/v1alpha1_types.go InstallConfig.InstallDisk).
+    if not _DISK_RE.match(v) or posixpath.normpath(v) != v or "/../" in f"{v}/":
+        raise ValueError(
+            f"install disk {brief(v)} must be a device path such as /dev/nvme0n1 or "
+            "/dev/disk/by-id/<id> (no '..', no spaces)"
+        )
+    return v
+
+
+def _repo_relative(v: str) -> str:
+    parts = v.split("/")
+    if (
+        not _PATCH_RE.match(v)
+        or v.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or posixpath.normpath(v) != v
+    ):
+        raise ValueError(
+            f"patch {brief(v)} must be a path relative to the repository root and inside it, "
+            "such as patches/extra/ntp.yaml (no '..', no leading '/')"
+        )
+    return v
+
+
+def _cert_san(v: str) -> str:
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        pass
+    if not _DNS_RE.match(v) or len(v) > 253:
+        raise ValueError(
+            f"cert SAN {brief(v)} must be an IP address or a DNS name such as kube.example.com"
+        )
+    return v
+
+
+Disk = Annotated[str, AfterValidator(_install_disk)]
+PatchPath = Annotated[str, AfterValidator(_repo_relative)]
+CertSAN = Annotated[str, AfterValidator(_cert_san)]
 
 
 class _Strict(BaseModel):
@@ -29,22 +111,24 @@ class _Strict(BaseModel):
 class Install(_Strict):
     """Where and what Talos installs."""
 
-    disk: str = Field(description="Install disk, e.g. /dev/nvme0n1")
-    image: str = Field(
+    disk: Disk = Field(description="Install disk, e.g. /dev/nvme0n1")
+    image: Line = Field(
         default="ghcr.io/siderolabs/installer",
         description="Installer image repository; the tag is the cluster's Talos version",
     )
-    schematic: str | None = Field(
+    schematic: Line | None = Field(
         default=None,
         description="Image Factory schematic id; when set the installer is "
         "factory.talos.dev/installer/<schematic>:<talos_version>",
     )
 
-    @field_validator("disk")
+    @field_validator("image")
     @classmethod
-    def _disk_is_a_device(cls, v: str) -> str:
-        if not v.startswith("/dev/"):
-            raise ValueError(f"install disk {v!r} must be a device path such as /dev/nvme0n1")
+    def _image_is_a_reference(cls, v: str) -> str:
+        if not v or any(ch.isspace() for ch in v):
+            raise ValueError(
+                f"installer image {brief(v)} must be an image reference without spaces"
+            )
         return v
 
     @field_validator("schematic")
@@ -58,7 +142,7 @@ class Install(_Strict):
 class UpgradeSettings(_Strict):
     """How rolling upgrades of this cluster are gated."""
 
-    gates: list[str] = Field(
+    gates: list[Line] = Field(
         default_factory=list,
         description="Shell commands run after each upgraded node or batch; each must exit 0 "
         "to go on (e.g. a Ceph or Longhorn health check)",
@@ -70,12 +154,14 @@ class UpgradeSettings(_Strict):
 class Node(_Strict):
     """One machine of the cluster."""
 
-    ip: str = Field(description="The node's IPv4 or IPv6 address (Talos API on port 50000)")
+    ip: Line = Field(description="The node's IPv4 or IPv6 address (Talos API on port 50000)")
     role: Literal["controlplane", "worker"]
-    hostname: str
-    install_disk: str | None = Field(default=None, description="Overrides install.disk")
-    interface: str | None = Field(default=None, description="Overrides the cluster's interface")
-    patches: list[str] = Field(default_factory=list, description="Extra patch files for this node")
+    hostname: Line
+    install_disk: Disk | None = Field(default=None, description="Overrides install.disk")
+    interface: Line | None = Field(default=None, description="Overrides the cluster's interface")
+    patches: list[PatchPath] = Field(
+        default_factory=list, description="Extra patch files for this node"
+    )
 
     @field_validator("ip")
     @classmethod
@@ -83,24 +169,22 @@ class Node(_Strict):
         try:
             return str(ipaddress.ip_address(v))
         except ValueError:
-            raise ValueError(f"{v!r} is not an IP address") from None
+            raise ValueError(f"{brief(v)} is not an IP address") from None
 
     @field_validator("hostname")
     @classmethod
     def _hostname_is_dns_label(cls, v: str) -> str:
         if not _HOSTNAME_RE.match(v):
             raise ValueError(
-                f"hostname {v!r} must be a DNS label: lower-case letters, digits and '-', "
+                f"hostname {brief(v)} must be a DNS label: lower-case letters, digits and '-', "
                 "at most 63 characters"
             )
         return v
 
-    @field_validator("install_disk")
+    @field_validator("interface")
     @classmethod
-    def _disk_is_a_device(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("/dev/"):
-            raise ValueError(f"install disk {v!r} must be a device path such as /dev/nvme0n1")
-        return v
+    def _interface_name(cls, v: str | None) -> str | None:
+        return None if v is None else _ifname(v)
 
     @property
     def is_controlplane(self) -> bool:
@@ -110,17 +194,17 @@ class Node(_Strict):
 class Cluster(_Strict):
     """A Talos cluster as declared in clusters/<alias>.yaml."""
 
-    name: str = Field(description="Cluster name, e.g. talos-cloudkoffer-v3")
-    endpoint: str = Field(description="Kubernetes API endpoint, https://<host>:<port>")
-    vip: str | None = Field(default=None, description="Shared virtual IP on the control planes")
-    talos_version: str = Field(description="Talos version, vX.Y.Z")
-    kubernetes_version: str = Field(description="Kubernetes version, X.Y.Z")
+    name: Line = Field(description="Cluster name, e.g. talos-cloudkoffer-v3")
+    endpoint: Line = Field(description="Kubernetes API endpoint, https://<host>:<port>")
+    vip: Line | None = Field(default=None, description="Shared virtual IP on the control planes")
+    talos_version: Line = Field(description="Talos version, vX.Y.Z")
+    kubernetes_version: Line = Field(description="Kubernetes version, X.Y.Z")
     install: Install
-    cert_sans: list[str] = Field(default_factory=list, description="Extra API server cert SANs")
-    interface: str = Field(default="eth0", description="Network interface that carries the VIP")
+    cert_sans: list[CertSAN] = Field(default_factory=list, description="Extra API server cert SANs")
+    interface: Line = Field(default="eth0", description="Network interface that carries the VIP")
     nodes: list[Node] = Field(min_length=1)
     vars: dict[str, Any] = Field(default_factory=dict, description="Free variables for templates")
-    patches: list[str] = Field(
+    patches: list[PatchPath] = Field(
         default_factory=list, description="Extra patch files (repo-relative) applied to all nodes"
     )
     upgrade: UpgradeSettings = Field(default_factory=UpgradeSettings)
@@ -130,7 +214,9 @@ class Cluster(_Strict):
     @classmethod
     def _name_is_dns(cls, v: str) -> str:
         if not _NAME_RE.match(v):
-            raise ValueError(f"cluster name {v!r} must be lower-case letters, digits, '.' and '-'")
+            raise ValueError(
+                f"cluster name {brief(v)} must be lower-case letters, digits, '.' and '-'"
+            )
         return v
 
     @field_validator("endpoint")
@@ -139,7 +225,7 @@ class Cluster(_Strict):
         parts = urlsplit(v)
         if parts.scheme != "https":
             raise ValueError(
-                f"endpoint {v!r} must start with https:// (e.g. https://10.0.0.1:6443)"
+                f"endpoint {brief(v)} must start with https:// (e.g. https://10.0.0.1:6443)"
             )
         try:
             port = parts.port
@@ -147,10 +233,21 @@ class Cluster(_Strict):
             port = None
         if not parts.hostname or port is None:
             raise ValueError(
-                f"endpoint {v!r} must name a host and a port, e.g. https://10.0.0.1:6443"
+                f"endpoint {brief(v)} must name a host and a port, e.g. https://10.0.0.1:6443"
             )
         if parts.path not in ("", "/"):
-            raise ValueError(f"endpoint {v!r} must not have a path")
+            raise ValueError(f"endpoint {brief(v)} must not have a path")
+        return v
+
+    @field_validator("interface")
+    @classmethod
+    def _interface_name(cls, v: str) -> str:
+        return _ifname(v)
+
+    @field_validator("vars")
+    @classmethod
+    def _vars_are_text(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _check_vars(v, "vars")
         return v
 
     @field_validator("vip")
@@ -161,14 +258,16 @@ class Cluster(_Strict):
         try:
             return str(ipaddress.ip_address(v))
         except ValueError:
-            raise ValueError(f"{v!r} is not an IP address") from None
+            raise ValueError(f"{brief(v)} is not an IP address") from None
 
     @field_validator("talos_version", "kubernetes_version", mode="before")
     @classmethod
     def _unquoted_number(cls, v: Any) -> Any:
         # YAML reads `1.30` as the float 1.3: say so instead of "not a valid string".
         if isinstance(v, int | float) and not isinstance(v, bool):
-            raise ValueError(f"{v!r} was read as a number: write the version as vX.Y.Z or X.Y.Z")
+            raise ValueError(
+                f"{brief(v)} was read as a number: write the version as vX.Y.Z or X.Y.Z"
+            )
         return v
 
     @field_validator("talos_version")
@@ -253,6 +352,34 @@ class Cluster(_Strict):
         return out
 
 
+def _ifname(v: str) -> str:
+    if not _IFNAME_RE.match(v):
+        raise ValueError(
+            f"interface {brief(v)} must be a Linux interface name such as eth0 or enp1s0 "
+            "(letters, digits, '_', '.', ':', '@', '-'; at most 15 characters)"
+        )
+    return v
+
+
+def _check_vars(node: Any, where: str) -> None:
+    """Template variables may hold multi-line text, but no other control characters."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not isinstance(k, str) or _CONTROL_RE.search(k):
+                raise ValueError(f"{where}: key {brief(k)} must be text on one line")
+            _check_vars(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_vars(v, f"{where}[{i}]")
+    elif isinstance(node, str):
+        m = _TEXT_CONTROL_RE.search(node)
+        if m:
+            raise ValueError(
+                f"{where}: {brief(node)} contains the control character U+{ord(m.group()):04X}: "
+                "remove it"
+            )
+
+
 class _FieldProblem(ValueError):
     """A model-level problem tied to a field path (so the loader can point at its line)."""
 
@@ -265,12 +392,19 @@ class _FieldProblem(ValueError):
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if not isinstance(part, int) and not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", str(part)):
+            part = brief(part)  # an unknown key is the file's text: quote it, cut to size
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
 
 def parse_cluster(text: str, source: str) -> Cluster:
     """Validate a cluster file's text; errors name file:line, the field and the expected form."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ClusterDefinitionError(
+            f"{source}: {len(text)} characters is too large for a cluster file "
+            f"(at most {MAX_FILE_BYTES}): check that this is the right file"
+        )
     try:
         tree = load_rt(text, source)
     except ValueError as e:
@@ -280,10 +414,16 @@ def parse_cluster(text: str, source: str) -> Cluster:
             f"{source}: expected a mapping of cluster settings at the top level"
         )
     try:
-        cluster = Cluster.model_validate(_plain(tree))
+        plain = _plain(tree, _Budget(source))
+    except RecursionError:
+        raise ClusterDefinitionError(
+            f"{source}: nested too deeply (over {MAX_DEPTH} levels)"
+        ) from None
+    try:
+        cluster = Cluster.model_validate(plain)
     except ValidationError as e:
         problems = []
-        for err in e.errors():
+        for err in e.errors()[:MAX_PROBLEMS]:
             loc = tuple(err["loc"])
             ctx_err = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_err, _FieldProblem):
@@ -297,18 +437,57 @@ def parse_cluster(text: str, source: str) -> Cluster:
             pos = position(tree, loc)
             where = f"{source}:{pos[0]}" if pos else source
             problems.append(f"{where}: {_fmt_loc(loc)}: {msg}")
+        if e.error_count() > MAX_PROBLEMS:
+            problems.append(f"{source}: … and {e.error_count() - MAX_PROBLEMS} more problems")
         raise ClusterDefinitionError("\n".join(problems)) from None
     for w in cluster.warnings():
         log.warning("%s: %s", source, w)
     return cluster
 
 
-def _plain(node: Any) -> Any:
+class _Budget:
+    """Counts the values copied out of a YAML tree, so aliases cannot multiply them unbounded."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.left = MAX_VALUES
+
+    def take(self, depth: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise ClusterDefinitionError(
+                f"{self.source}: expands to more than {MAX_VALUES} values (nested YAML aliases "
+                "such as *a inside &b?): write the values out instead of aliasing them"
+            )
+        if depth > MAX_DEPTH:
+            raise ClusterDefinitionError(
+                f"{self.source}: nested deeper than {MAX_DEPTH} levels (or an alias contains "
+                "itself): flatten the structure"
+            )
+
+
+def _plain(node: Any, budget: _Budget, depth: int = 0) -> Any:
+    """Plain dicts, lists and scalars of a round-trip tree (aliases are copied, within budget)."""
+    budget.take(depth)
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {_key(k, budget): _plain(v, budget, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget, depth + 1) for v in node]
+    if isinstance(node, set | frozenset | tuple | TaggedScalar):
+        raise ClusterDefinitionError(
+            f"{budget.source}: {brief(node)}: YAML sets, complex keys and custom tags (!tag) "
+            "are not supported in cluster files"
+        )
     return node
+
+
+def _key(k: Any, budget: _Budget) -> str:
+    if isinstance(k, tuple | list | dict | set | frozenset | TaggedScalar):
+        raise ClusterDefinitionError(
+            f"{budget.source}: the key {brief(k)} is not a plain value: cluster file keys are "
+            "field names"
+        )
+    return str(k)
 
 
 def cluster_json_schema() -> dict[str, Any]:
@@ -369,19 +548,54 @@ class Repo:
         p = self.cluster_files().get(alias)
         if p is None:
             raise UnknownClusterError(f"no cluster file clusters/{alias}.yaml")
-        return parse_cluster(p.read_text(), self.rel(p))
+        try:
+            text = read_text(p, self.rel(p))
+        except ValueError as e:
+            raise ClusterDefinitionError(str(e)) from None
+        return parse_cluster(text, self.rel(p))
 
     def all_clusters(self) -> dict[str, Cluster]:
-        return {alias: self.load(alias) for alias in self.cluster_files()}
+        out = {alias: self.load(alias) for alias in self.cluster_files()}
+        seen: dict[str, str] = {}
+        for alias, c in out.items():
+            if c.name in seen:
+                self._same_name(c.name, [seen[c.name], alias])
+            seen[c.name] = alias
+        return out
+
+    def _same_name(self, name: str, aliases: list[str]) -> None:
+        # Both files would render into patches/<name>/ and generated/<name>/, each silently
+        # overwriting the other's output.
+        files = " and ".join(f"clusters/{a}.yaml" for a in aliases)
+        raise ClusterDefinitionError(
+            f"{files} both have name: {name}: every cluster needs its own name (it names "
+            f"patches/{name}/, generated/{name}/ and the secrets bundle); rename one"
+        )
+
+    def _check_unique_name(self, alias: str, cluster: Cluster) -> None:
+        """Refuse a cluster whose name another cluster file also uses (others may be broken:
+        only their `name:` is read)."""
+        for other, p in self.cluster_files().items():
+            if other == alias:
+                continue
+            try:
+                tree = load_rt(read_text(p, self.rel(p)), self.rel(p))
+            except (ValueError, OSError):
+                continue  # that file's own problems are reported when it is used
+            if isinstance(tree, dict) and tree.get("name") == cluster.name:
+                self._same_name(cluster.name, sorted([alias, other]))
 
     def find(self, alias_or_name: str) -> Cluster:
         """A cluster by alias (v3) or full name (talos-cloudkoffer-v3)."""
         files = self.cluster_files()
         if alias_or_name in files:
-            return self.load(alias_or_name)
+            c = self.load(alias_or_name)
+            self._check_unique_name(alias_or_name, c)
+            return c
         for alias in files:
             c = self.load(alias)
             if c.name == alias_or_name:
+                self._check_unique_name(alias, c)
                 return c
         known = ", ".join(f"{a}" for a in files) or "(none)"
         raise UnknownClusterError(

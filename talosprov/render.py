@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
+import secrets
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.tokens import CommentToken
 
 from .errors import TemplateError
 from .model import Cluster, Node, Repo
-from .yamlio import atomic_write, dump_rt, load_rt
+from .yamlio import atomic_write, brief, dump_rt, load_rt
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,54 @@ class RenderedFile:
     text: str
 
 
-def _env(templates_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+@dataclass
+class _Values:
+    """Every value a template prints, replaced by a placeholder token while Jinja renders.
+
+    The YAML structure of a patch thus comes from the template alone: the rendered text (tokens
+    only) is parsed, and each token is then swapped for its value *inside* the parsed scalar (or
+    comment). A value can never become a key, a list item or a second document, whatever
+    characters it holds; the dumper quotes it as YAML needs. The nonce is random so that no
+    template text or value can forge a token.
+    """
+
+    nonce: str = field(default_factory=lambda: secrets.token_hex(6))
+    items: list[Any] = field(default_factory=list)
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"tpv{self.nonce}n(\d+)e")
+
+    def token(self, value: Any) -> str:
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here, inside the template: its line is known
+        self.items.append(value)
+        return f"tpv{self.nonce}n{len(self.items) - 1}e"
+
+    def text(self, m: re.Match[str]) -> str:
+        v = self.items[int(m.group(1))]
+        if isinstance(v, dict | list):
+            raise TemplateError(
+                f"the list or mapping {brief(v)} can only fill a whole YAML value, not part of "
+                "a string: print one of its items instead"
+            )
+        return str(v)
+
+
+class _Env(jinja2.Environment):
+    values: _Values
+
+
+def _env(templates_dir: Path) -> _Env:
+    env = _Env(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=lambda v: env.values.token(v),
     )
+    env.values = _Values()
+    return env
 
 
 def _template_error(repo: Repo, name: str, exc: Exception) -> TemplateError:
@@ -62,7 +107,8 @@ def _template_error(repo: Repo, name: str, exc: Exception) -> TemplateError:
     return TemplateError("\n".join(lines))
 
 
-def _render_one(repo: Repo, env: jinja2.Environment, name: str, ctx: dict[str, Any]) -> str:
+def _render_one(repo: Repo, env: _Env, name: str, ctx: dict[str, Any]) -> str:
+    env.values = _Values()
     try:
         text = env.get_template(name).render(**ctx)
     except jinja2.TemplateNotFound:
@@ -72,16 +118,24 @@ def _render_one(repo: Repo, env: jinja2.Environment, name: str, ctx: dict[str, A
         ) from None
     except jinja2.TemplateError as e:
         raise _template_error(repo, name, e) from None
-    return _normalise(repo, name, text)
+    return _normalise(repo, name, text, env.values)
 
 
-def _normalise(repo: Repo, name: str, text: str) -> str:
-    """Parse the rendered text back, check it is a Talos patch, re-dump it (comments kept)."""
+def _normalise(repo: Repo, name: str, text: str, values: _Values | None = None) -> str:
+    """Parse the rendered text back, put the values in, check it is a Talos patch, re-dump it
+    (comments kept)."""
+    values = values or _Values()
     source = f"{repo.rel(repo.templates_dir / name)} (rendered)"
     try:
         data = load_rt(text, source)
     except ValueError as e:
-        raise TemplateError(f"{e}\nthe template rendered into invalid YAML") from None
+        msg = values.pattern.sub(lambda m: brief(values.text(m))[1:-1], str(e))
+        raise TemplateError(f"{msg}\nthe template rendered into invalid YAML") from None
+    try:
+        data = _fill(data, values)
+        _fill_comments(data, values)
+    except TemplateError as e:
+        raise TemplateError(f"{source}: {e}") from None
     if data is None:
         return ""
     if not isinstance(data, dict):
@@ -92,7 +146,84 @@ def _normalise(repo: Repo, name: str, text: str) -> str:
             f"{source}: not a Talos strategic-merge patch: unknown top-level key(s) "
             f"{', '.join(unknown)} (allowed: {', '.join(sorted(V1ALPHA1_KEYS))})"
         )
-    return dump_rt(data)
+    out = dump_rt(data)
+    if values.pattern.search(out):  # a place _fill does not reach: fail loudly, never half-filled
+        raise TemplateError(f"{source}: a value could not be placed (template layout unsupported)")
+    return out
+
+
+def _fill(node: Any, values: _Values) -> Any:
+    """The parsed template with every token replaced by its value (see _Values)."""
+    if isinstance(node, CommentedMap):
+        for k in list(node):
+            node[k] = _fill(node[k], values)
+            if isinstance(k, str) and values.pattern.search(k):
+                _rename(node, k, _fill_text(k, values), values)
+        return node
+    if isinstance(node, CommentedSeq):
+        for i, v in enumerate(node):
+            node[i] = _fill(v, values)
+        return node
+    if isinstance(node, str):
+        m = values.pattern.fullmatch(node)
+        if m and type(node) is str:
+            # a plain scalar that is exactly one value: the value itself, as data (an int stays
+            # an int, a string that looks like a number or `true` gets quoted by the dumper)
+            v = values.items[int(m.group(1))]
+            return str(v) if isinstance(v, str) else v
+        return _fill_text(node, values)
+    return node
+
+
+def _fill_text(s: str, values: _Values) -> str:
+    if not values.pattern.search(s):
+        return s
+    text = values.pattern.sub(values.text, s)
+    if type(s) is str:
+        return text
+    new = type(s)(text)  # keep the template's style: "quoted", |, >
+    slots = getattr(type(s), "__slots__", ())
+    for attr in (slots,) if isinstance(slots, str) else slots:
+        if hasattr(s, attr):
+            setattr(new, attr, getattr(s, attr))
+    return new
+
+
+def _rename(node: CommentedMap, old: str, new: str, values: _Values) -> None:
+    if new in node:
+        raise TemplateError(f"the key {brief(new)} appears twice")
+    pos = list(node).index(old)
+    comment = node.ca.items.pop(old, None)
+    node.insert(pos, new, node.pop(old))
+    if comment is not None:
+        node.ca.items[new] = comment
+
+
+def _fill_comments(node: Any, values: _Values) -> None:
+    """Values printed into comments: on one line, or they would end the comment."""
+
+    def fix(obj: Any) -> None:
+        if isinstance(obj, CommentToken):
+
+            def one_line(m: re.Match[str]) -> str:
+                text = values.text(m)
+                if any(ch in text for ch in "\r\n\x85\u2028\u2029"):
+                    raise TemplateError(f"{brief(text)} in a comment must be on one line")
+                return text
+
+            obj.value = values.pattern.sub(one_line, obj.value)
+        elif isinstance(obj, list | tuple):
+            for x in obj:
+                fix(x)
+
+    if isinstance(node, CommentedMap | CommentedSeq):
+        fix(node.ca.comment)
+        fix(list(node.ca.items.values()))
+        fix(node.ca.end)
+        for child in node.values() if isinstance(node, CommentedMap) else node:
+            _fill_comments(child, values)
+    elif isinstance(node, str):
+        fix(getattr(node, "comment", None))
 
 
 def render_cluster(repo: Repo, cluster: Cluster) -> list[RenderedFile]:
@@ -110,7 +241,7 @@ def render_cluster(repo: Repo, cluster: Cluster) -> list[RenderedFile]:
     return out
 
 
-def render_node(repo: Repo, env: jinja2.Environment, cluster: Cluster, node: Node) -> str:
+def render_node(repo: Repo, env: _Env, cluster: Cluster, node: Node) -> str:
     ctx = {"cluster": cluster, "vars": cluster.vars, "node": node}
     return _render_one(repo, env, f"{NODE_TEMPLATE}.yaml.j2", ctx)
 

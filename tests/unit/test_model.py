@@ -89,3 +89,92 @@ def test_image_factory_schematic_selects_the_factory_installer() -> None:
     )
     cluster = parse_cluster(text, "v1.yaml")
     assert cluster.installer_image("1.7.4") == f"factory.talos.dev/installer/{'ab' * 32}:v1.7.4"
+
+
+def _fleet(tmp_path: Path, **files: bytes) -> Repo:
+    (tmp_path / "clusters").mkdir()
+    for alias, data in files.items():
+        (tmp_path / "clusters" / f"{alias}.yaml").write_bytes(data)
+    return Repo(tmp_path)
+
+
+V1 = (ROOT / "clusters" / "v1.yaml").read_bytes()
+V1_NAME = "talos-cloudkoffer-v1"
+
+
+def test_non_utf8_file_names_file_line_and_byte(tmp_path: Path) -> None:
+    bad = V1.replace(b"hostname: ck1-cp-1", b"hostname: ck1-cp-\xff1")
+    with pytest.raises(ClusterDefinitionError, match=r"^clusters/x\.yaml:\d+:\d+: not UTF-8 text "):
+        _fleet(tmp_path, x=bad).load("x")
+
+
+def test_a_bom_is_accepted(tmp_path: Path) -> None:
+    assert _fleet(tmp_path, x=b"\xef\xbb\xbf" + V1).load("x").name == "talos-cloudkoffer-v1"
+
+
+def test_two_cluster_files_with_the_same_name_are_refused_naming_both(tmp_path: Path) -> None:
+    repo = _fleet(tmp_path, a=V1, b=V1)
+    for call in (lambda: repo.find("b"), repo.all_clusters, lambda: repo.find(V1_NAME)):
+        with pytest.raises(ClusterDefinitionError) as err:
+            call()
+        assert "clusters/a.yaml and clusters/b.yaml both have name: talos-cloudkoffer-v1" in str(
+            err.value
+        )
+
+
+def test_a_broken_other_file_does_not_stop_the_name_check_of_this_one(tmp_path: Path) -> None:
+    repo = _fleet(tmp_path, a=V1, b=b"name: [unclosed\n")
+    assert repo.find("a").name == V1_NAME
+
+
+def test_an_error_quotes_at_most_80_characters_of_a_huge_value() -> None:
+    huge = "x" * 400_000
+    text = V1.decode().replace("hostname: ck1-cp-1", f"hostname: {huge}")
+    with pytest.raises(ClusterDefinitionError) as err:
+        parse_cluster(text, "v1.yaml")
+    msg = str(err.value)
+    assert "… (400000 characters)" in msg
+    assert len(msg) < 400
+
+
+def test_an_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    repo = _fleet(tmp_path, x=V1 + b"#" * 2_000_000 + b"\n")
+    with pytest.raises(ClusterDefinitionError, match="too large for a cluster file"):
+        repo.load("x")
+
+
+def test_many_problems_are_listed_up_to_a_limit() -> None:
+    nodes = "".join(f"  - ip: bad{i}\n    role: worker\n    hostname: w{i}\n" for i in range(50))
+    text = V1.decode().split("nodes:")[0] + "nodes:\n" + nodes
+    with pytest.raises(ClusterDefinitionError) as err:
+        parse_cluster(text, "v1.yaml")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 21
+    assert lines[-1] == "v1.yaml: … and 30 more problems"
+
+
+def test_a_few_aliases_are_still_fine() -> None:
+    text = V1.decode().replace("vars:\n", "vars:\n  base: &v v1.2.3\n  again: *v\n", 1)
+    assert parse_cluster(text, "v1.yaml").vars["again"] == "v1.2.3"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("disk", "/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_1TB_S467NX0M123456"),
+        ("disk", "/dev/disk/by-path/pci-0000:00:1f.2-ata-1"),
+        ("san", "*.apps.example.com"),
+        ("san", "fd00::101"),
+        ("interface", "enp1s0f0.100"),
+    ],
+)
+def test_valid_values_pass_the_stricter_checks(field: str, value: str) -> None:
+    text = V1.decode()
+    if field == "disk":
+        text = text.replace("disk: /dev/nvme0n1", f"disk: {value}", 1)
+    elif field == "san":
+        text = text.replace("cert_sans:\n", f"cert_sans:\n  - '{value}'\n", 1)
+    else:
+        text = text.replace("interface: eth0", f"interface: {value}", 1)
+    c = parse_cluster(text, "v1.yaml")
+    assert value in (c.install.disk, c.interface, *c.cert_sans)

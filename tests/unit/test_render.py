@@ -11,7 +11,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from talosprov.errors import TemplateError
-from talosprov.model import Repo
+from talosprov.model import Cluster, Repo
 from talosprov.render import check, render, render_cluster
 from tests.conftest import ROOT
 
@@ -162,3 +162,132 @@ def test_render_of_a_bad_cluster_file_exits_1_without_traceback(fleet_repo: Path
     assert r.returncode == 1
     assert "clusters/v2.yaml:19: nodes[1].ip: duplicate IP 192.168.1.1 (also nodes[0])" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# Strings that would become YAML structure if a template pasted them in as text.
+INJECTIONS = [
+    "a: b",
+    'x\n    extraArgs: {anonymous-auth: "true"}',
+    "x\nmachine:\n  debug: true",
+    "- item",
+    "{a: 1}",
+    "[1, 2]",
+    "&anchor x",
+    "*alias",
+    "!!python/object/apply:os.system [id]",
+    "# a comment",
+    "key: value # trailing",
+    "---\ncluster: {}",
+    "...",
+    "true",
+    "null",
+    "~",
+    "1.30",
+    "0o17",
+    "|\n  block",
+    ">- folded",
+    "'single'",
+    '"double"',
+    "\ttab and  spaces ",
+    " leading space",
+    "back\\slash\\n",
+    "{{ 7 * 7 }}",
+    "tpv000000000000n0e",
+    "é ünïcode ☃ \u00a0",
+    "%TAG ! tag:x,2000:",
+    "@reserved `backtick",
+    "x" * 5000,
+]
+INJECTION_TEMPLATE = """\
+# {{ vars.label }}
+machine:
+  whole: {{ vars.v }}
+  inside: prefix-{{ vars.v }}-suffix
+  quoted: "{{ vars.v }}"
+  block: |
+    line one
+    {{ vars.v }}
+  list:
+    - {{ vars.v }}
+    - --flag={{ vars.v }}
+"""
+
+
+def _injection_repo(tmp_path: Path, template: str) -> Repo:
+    (tmp_path / "templates").mkdir()
+    for name in ("all", "controlplane", "worker", "node"):
+        (tmp_path / "templates" / f"{name}.yaml.j2").write_text(
+            template if name == "all" else "machine: {}\n"
+        )
+    return Repo(tmp_path)
+
+
+def _with_vars(**vars: object) -> Cluster:
+    c = Repo(ROOT).find("v1")
+    return c.model_copy(update={"vars": dict(vars)})
+
+
+@pytest.mark.parametrize("value", INJECTIONS, ids=[repr(v)[:30] for v in INJECTIONS])
+def test_a_value_renders_as_exactly_one_yaml_string_and_adds_no_key(
+    tmp_path: Path, value: str
+) -> None:
+    repo = _injection_repo(tmp_path, INJECTION_TEMPLATE)
+    rendered = {f.relpath: f.text for f in render_cluster(repo, _with_vars(v=value, label="x"))}
+    doc = YAML(typ="safe").load(rendered["all.yaml"])
+    assert doc == {
+        "machine": {
+            "whole": value,
+            "inside": f"prefix-{value}-suffix",
+            "quoted": value,
+            "block": f"line one\n{value}\n",
+            "list": [value, f"--flag={value}"],
+        }
+    }
+
+
+def test_whole_values_keep_their_type_and_lists_stay_data(tmp_path: Path) -> None:
+    tpl = "machine:\n  n: {{ vars.n }}\n  b: {{ vars.b }}\n  l: {{ vars.l }}\n  s: {{ vars.s }}\n"
+    repo = _injection_repo(tmp_path, tpl)
+    c = _with_vars(n=11234, b=True, l=["a: b", 2], s="11234")
+    text = render_cluster(repo, c)[0].text
+    assert YAML(typ="safe").load(text) == {
+        "machine": {"n": 11234, "b": True, "l": ["a: b", 2], "s": "11234"}
+    }
+
+
+def test_a_multi_line_value_in_a_comment_is_refused(tmp_path: Path) -> None:
+    repo = _injection_repo(tmp_path, INJECTION_TEMPLATE)
+    with pytest.raises(TemplateError, match=r"all\.yaml\.j2 \(rendered\): .* on one line"):
+        render_cluster(repo, _with_vars(v="x", label="x\nmachine: {debug: true}"))
+
+
+def test_a_mapping_cannot_fill_part_of_a_string(tmp_path: Path) -> None:
+    repo = _injection_repo(tmp_path, "machine:\n  x: pre-{{ vars.m }}\n")
+    with pytest.raises(TemplateError, match="can only fill a whole YAML value"):
+        render_cluster(repo, _with_vars(m={"a": 1}))
+
+
+def test_hostile_vars_leave_the_structure_of_the_real_patches_unchanged() -> None:
+    repo = Repo(ROOT)
+    base = repo.find("v3")
+    hostile = dict.fromkeys(base.vars, INJECTIONS[1])
+
+    def shape(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: shape(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [shape(v) for v in node]
+        return type(node).__name__
+
+    y = YAML(typ="safe")
+    want = {f.relpath: shape(y.load(f.text)) for f in render_cluster(repo, base)}
+    got = {
+        f.relpath: y.load(f.text)
+        for f in render_cluster(repo, base.model_copy(update={"vars": hostile}))
+    }
+    assert {k: shape(v) for k, v in got.items()} == want
+    cp = got["controlplane.yaml"]["cluster"]
+    assert cp["extraManifests"][1] == (
+        f"https://github.com/kubernetes-sigs/metrics-server/releases/download/{INJECTIONS[1]}"
+        "/components.yaml"
+    )

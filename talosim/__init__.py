@@ -4,10 +4,13 @@ It stands for an outside system, so it never imports talosprov.
 """
 
 import os
-import re
+
+from . import releases
 
 # The talosctl release talosim plays (its client version, gen config and upgrade defaults).
 # An operator upgrading to a newer Talos installs a newer talosctl; TALOSIM_VERSION does that.
 TALOSCTL_VERSION = os.environ.get("TALOSIM_VERSION", "v1.7.0")
-if not re.fullmatch(r"v1\.(7|8|9)\.\d+", TALOSCTL_VERSION):
-    raise SystemExit(f"TALOSIM_VERSION={TALOSCTL_VERSION}: talosim plays talosctl v1.7.x-v1.9.x")
+if not releases.is_played(TALOSCTL_VERSION):
+    raise SystemExit(
+        f"TALOSIM_VERSION={TALOSCTL_VERSION}: talosim plays talosctl {releases.played_range()}"
+    )

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, pki, talosconfig
+from . import TALOSCTL_VERSION, gendocs, pki, releases, talosconfig
 from . import machineconfig as mc
 from . import patch as mpatch
 from .cli import Ctx, Fail, command, endpoint_host
@@ -137,10 +137,14 @@ def load_patches(specs: list[str], contract: tuple[int, int]) -> list[mpatch.Pat
         Flag("install-disk", default="/dev/sda", help="the disk to install to"),
         Flag(
             "install-image",
-            default=f"ghcr.io/siderolabs/installer:{TALOSCTL_VERSION}",
+            default=releases.default_installer_image(TALOSCTL_VERSION),
             help="the image used to perform an installation",
         ),
-        Flag("kubernetes-version", default="1.30.0", help="desired kubernetes version to run"),
+        Flag(
+            "kubernetes-version",
+            default=releases.default_kubernetes(TALOSCTL_VERSION),
+            help="desired kubernetes version to run",
+        ),
         Flag(
             "output",
             short="o",
@@ -153,8 +157,19 @@ def load_patches(specs: list[str], contract: tuple[int, int]) -> list[mpatch.Pat
             default=["controlplane", "worker", "talosconfig"],
             help='types of outputs to be generated. valid types are: ["controlplane" "worker" "talosconfig"]',
         ),
-        Flag(
-            "persist", "bool", short="p", default=True, help="the desired persist value for configs"
+        # --persist is gone from 1.13 (cmd/talosctl/cmd/mgmt/gen/config.go @v1.13.9)
+        *(
+            []
+            if releases.since("gen_config_persist_removed", TALOSCTL_VERSION)
+            else [
+                Flag(
+                    "persist",
+                    "bool",
+                    short="p",
+                    default=True,
+                    help="the desired persist value for configs",
+                )
+            ]
         ),
         Flag(
             "registry-mirror",
@@ -229,7 +244,7 @@ def gen_config(ctx: Ctx) -> None:
         "dns_domain": ctx["dns-domain"],
         "with_cluster_discovery": ctx["with-cluster-discovery"],
         "with_kubespan": ctx["with-kubespan"],
-        "persist": ctx["persist"],
+        "persist": ctx.flags.values.get("persist", True),
     }
     rendered: dict[str, str] = {}
     for kind, extra, label in (
@@ -239,14 +254,10 @@ def gen_config(ctx: Ctx) -> None:
         if kind not in types:
             continue
         doc = mc.generate(kind, bundle, **opts)
-        if ctx["registry-mirror"]:
-            mirrors = {
-                m.split("=", 1)[0]: {"endpoints": [m.split("=", 1)[1]]}
-                for m in ctx["registry-mirror"]
-            }
-            doc["machine"]["registries"] = {"mirrors": mirrors}
+        mirrors = dict(m.split("=", 1) for m in ctx["registry-mirror"] or [])
+        shaped = gendocs.shape(doc, kind, bundle, contract=contract, opts=opts, mirrors=mirrors)
         try:
-            docs = mpatch.apply([doc], common + extra, contract)
+            docs = mpatch.apply(shaped, common + extra, contract)
         except mc.ConfigError as e:
             raise Fail(f"failed to generate config bundle: error patching {label}: {e}") from None
         rendered[kind] = mc.encode(docs)

@@ -7,7 +7,6 @@ schemas shipped in talosim/schemas/ decide which keys exist in each Talos minor.
 from __future__ import annotations
 
 import io
-import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,10 @@ def contract_of(version: str | None, default: str) -> tuple[int, int]:
 
 @cache
 def schema(contract: tuple[int, int]) -> dict[str, Any]:
-    minor = min(max(contract[1], 7), 9) if contract[0] == 1 else 9
-    return json.loads((SCHEMA_DIR / f"config.schema.v1.{minor}.json").read_text())
+    # the keys the contract's decoder accepts, hidden deprecated fields included (releases.py)
+    from .releases import decoding_schema
+
+    return decoding_schema(contract)
 
 
 # -- encoding ----------------------------------------------------------------------------------

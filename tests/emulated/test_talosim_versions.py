@@ -1,0 +1,205 @@
+"""talosim playing each Talos release v1.7..v1.14: contract cases (tests/cases/talosim_versions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from talosim import machineconfig as mc
+from talosim import releases
+from tests.conftest import ROOT
+from tests.sim import Sim
+
+CASES = sorted((ROOT / "tests" / "cases" / "talosim_versions" / "contract").glob("*.yaml"))
+
+
+class VersionedSim(Sim):
+    """A Sim whose talosctl is a given release (TALOSIM_VERSION)."""
+
+    version = "v1.7.0"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**super().env, "TALOSIM_VERSION": self.version}
+
+    def at(self, version: str, *args: str) -> Any:
+        old, self.version = self.version, version
+        try:
+            return self.run(*args)
+        finally:
+            self.version = old
+
+
+def build_cluster_at(sim: VersionedSim, talos: str) -> None:
+    """A bootstrapped cluster (cp 127.0.10.1, worker 127.0.10.2) of nodes running `talos`."""
+    minor = ".".join(talos.lstrip("v").split(".")[:2])
+    fleet = ["fleet", "create", "--nodes", "127.0.10.1-2", "--controlplanes", "127.0.10.1"]
+    steps = [
+        [*fleet, "--talos-version", talos],
+        ["gen", "secrets", "-o", "secrets.yaml", "--talos-version", f"v{minor}"],
+        [
+            "gen",
+            "config",
+            "demo",
+            "https://127.0.10.100:6443",
+            "--with-secrets",
+            "secrets.yaml",
+            "--install-disk",
+            "/dev/nvme0n1",
+            "--install-image",
+            releases.default_installer_image(talos),
+            "--talos-version",
+            f"v{minor}",
+            "-o",
+            "out",
+            "--with-docs=false",
+            "--with-examples=false",
+        ],
+        ["apply-config", "--insecure", "-n", "127.0.10.1", "-f", "out/controlplane.yaml"],
+        ["apply-config", "--insecure", "-n", "127.0.10.2", "-f", "out/worker.yaml"],
+        ["--talosconfig", "out/talosconfig", "config", "endpoint", "127.0.10.1"],
+        ["--talosconfig", "out/talosconfig", "bootstrap", "-n", "127.0.10.1"],
+    ]
+    for step in steps:
+        r = sim.at(talos, *step)
+        assert r.returncode == 0, f"{step} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def _kind_defs(root: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for name, d in root["$defs"].items():
+        enum = ((d.get("properties") or {}).get("kind") or {}).get("enum")
+        if enum:
+            out[enum[0]] = name
+    return out
+
+
+def schema_errors(docs: list[dict[str, Any]], minor: tuple[int, int]) -> list[str]:
+    """Validate every document against the release's published JSON schema."""
+    root = releases.exact_schema(minor)
+    kinds = _kind_defs(root)
+    errors: list[str] = []
+    for doc in docs:
+        d = dict(doc)
+        if mc.is_v1alpha1(d):
+            d.pop("persist", None)  # docgen:nodoc upstream, so absent from every schema
+            name = "v1alpha1.Config"
+        else:
+            # the v1.14.0-rc.1 schema says UnattendedInstall, the Go type UnattendedInstallConfig
+            found = kinds.get(d["kind"]) or kinds.get(d["kind"].removesuffix("Config"))
+            if found is None:
+                errors.append(f"{d['kind']}: no such document in the v{minor[0]}.{minor[1]} schema")
+                continue
+            name = found
+            d["kind"] = root["$defs"][name]["properties"]["kind"]["enum"][0]
+        sub = {k: v for k, v in root.items() if k != "oneOf"}
+        sub["$ref"] = f"#/$defs/{name}"
+        for e in jsonschema.Draft202012Validator(sub).iter_errors(d):
+            errors.append(f"{name} {'.'.join(map(str, e.path))}: {e.message}")
+    return errors
+
+
+def kinds_of(docs: list[dict[str, Any]]) -> list[str]:
+    return ["v1alpha1" if mc.is_v1alpha1(d) else d["kind"] for d in docs]
+
+
+@pytest.fixture
+def vsim(tmp_path: Path) -> Any:
+    s = VersionedSim(tmp_path / "sim")
+    yield s
+    s.destroy()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_talosim_version_contract(case: Path, vsim: VersionedSim) -> None:
+    spec: dict[str, Any] = yaml.safe_load(case.read_text())
+    vsim.version = spec.get("talosctl", "v1.7.0")
+    if spec.get("cluster_at"):
+        build_cluster_at(vsim, spec["cluster_at"])
+    for step in spec.get("setup", []):
+        if isinstance(step, dict):
+            r = vsim.at(step["talosctl"], *step["args"])
+        else:
+            r = vsim.run(*step)
+        assert r.returncode == 0, f"{step}:\n{r.stdout}\n{r.stderr}"
+    r = vsim.run(*[str(a) for a in spec["args"]])
+    assert r.returncode == spec.get("rc", 0), f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    if "stdout" in spec:
+        assert r.stdout == spec["stdout"]
+    if "stderr" in spec:
+        assert r.stderr == spec["stderr"]
+    for text in spec.get("stdout_contains", []):
+        assert text in r.stdout, f"{text!r} not in stdout:\n{r.stdout}"
+    for text in spec.get("stderr_contains", []):
+        assert text in r.stderr, f"{text!r} not in stderr:\n{r.stderr}"
+    for text in spec.get("stderr_lacks", []):
+        assert text not in r.stderr, f"{text!r} in stderr:\n{r.stderr}"
+    for rel, want in (spec.get("files") or {}).items():
+        text = (vsim.cwd / rel).read_text()
+        for part in want.get("contains", []):
+            assert part in text, f"{part!r} not in {rel}:\n{text}"
+    for rel, parts in (spec.get("lacks") or {}).items():
+        text = (vsim.cwd / rel).read_text()
+        for part in parts:
+            assert part not in text, f"{part!r} in {rel}"
+    for rel, kinds in (spec.get("docs") or {}).items():
+        assert kinds_of(mc.decode_docs((vsim.cwd / rel).read_text())) == kinds, rel
+    for rel, minor in (spec.get("schema") or {}).items():
+        docs = mc.decode_docs((vsim.cwd / rel).read_text())
+        mm = releases.minor_of(f"v{minor}.0")
+        assert schema_errors(docs, mm) == [], rel
+    for rel, facts in (spec.get("node") or {}).items():
+        node = json.loads((vsim.state / "nodes" / f"{rel}.json").read_text())
+        for key, value in facts.items():
+            assert node.get(key) == value, f"{rel}.{key}: {node.get(key)!r}"
+
+
+@pytest.mark.parametrize("minor", releases.minors(), ids=lambda m: f"v{m[0]}.{m[1]}")
+def test_gen_config_validates_against_the_schema_of_its_contract(
+    minor: tuple[int, int], vsim: VersionedSim
+) -> None:
+    vsim.version = releases.newest_patch(minor)
+    vsim.ok("gen", "secrets", "-o", "s.yaml")
+    vsim.ok(
+        "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "out",
+        "--additional-sans", "c.example", "--with-docs=false", "--with-examples=false",
+    )  # fmt: skip
+    for kind in ("controlplane", "worker"):
+        docs = mc.decode_docs((vsim.cwd / "out" / f"{kind}.yaml").read_text())
+        assert schema_errors(docs, minor) == [], kind
+
+
+def test_the_schema_check_rejects_the_old_shape_under_the_1_14_schema(vsim: VersionedSim) -> None:
+    vsim.version = "v1.14.0-rc.1"
+    vsim.ok("gen", "secrets", "-o", "s.yaml")
+    vsim.ok(
+        "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "cp.yaml",
+        "--talos-version", "v1.9", "-t", "controlplane", "--with-docs=false",
+    )  # fmt: skip
+    docs = mc.decode_docs((vsim.cwd / "cp.yaml").read_text())
+    errors = schema_errors(docs, (1, 14))
+    assert any("Additional properties are not allowed" in e for e in errors), errors
+
+
+def test_a_node_decodes_deprecated_fields_its_schema_hides(vsim: VersionedSim) -> None:
+    """machine.network is hidden from the 1.13 schema, yet Talos 1.13 still reads it."""
+    vsim.version = "v1.13.9"
+    (vsim.cwd / "p.yaml").write_text("machine:\n  network:\n    hostname: cp-1\n")
+    vsim.ok("gen", "secrets", "-o", "s.yaml")
+    r = vsim.ok(
+        "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "-",
+        "-t", "controlplane", "--config-patch", "@p.yaml", "--with-docs=false",
+    )  # fmt: skip
+    assert "    network:\n        hostname: cp-1\n" in r.stdout
+    (vsim.cwd / "bad.yaml").write_text("machine:\n  networkz: {}\n")
+    r = vsim.run(
+        "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "-",
+        "-t", "controlplane", "--config-patch", "@bad.yaml",
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert "unknown keys found during decoding" in r.stderr

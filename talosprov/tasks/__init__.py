@@ -2,9 +2,9 @@
 
 from invoke import Collection
 
-from . import checks, cluster, config, emulator, upgrades
+from . import checks, cluster, config, emulator, plan, upgrades
 
 ns = Collection()
-for module in (config, cluster, upgrades, emulator, checks):
+for module in (config, cluster, upgrades, emulator, plan, checks):
     for t in module.TASKS:
         ns.add_task(t)

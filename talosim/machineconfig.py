@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
+from . import order
+
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 V1ALPHA1_KEYS = ("machine", "cluster", "debug", "persist")
 
@@ -85,6 +87,21 @@ def encode(docs: list[dict[str, Any]] | dict[str, Any], indent: int = 4) -> str:
         y.dump(_literal(d), buf)
         out.append(buf.getvalue())
     return "---\n".join(out)
+
+
+def encode_config(
+    docs: list[Any], version: str | tuple[int, int], *, json6902: bool = False
+) -> str:
+    """A machine config as talosctl `version` writes it after decoding it into its Go types.
+
+    Normally yaml.v3 on the Go structs (talosim/order.py: struct field order, omitempty, sorted
+    maps). When the last patch applied was JSON6902 talosctl hands on the bytes of
+    ghodss/yaml.JSONToYAML instead (pkg/machinery/config/configpatcher/json6902.go and
+    apply.go, v1.7.0..v1.14.0-rc.1): yaml.v2 output, every mapping's keys sorted, 2-space indent.
+    """
+    if json6902:
+        return encode([order.sorted_deep(d) for d in docs], indent=2)
+    return encode(order.order_docs(docs, version))
 
 
 def decode_docs(text: str) -> list[Any]:

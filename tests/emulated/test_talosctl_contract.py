@@ -32,6 +32,8 @@ def test_talosctl_contract(case: Path, request: pytest.FixtureRequest) -> None:
         assert r.stderr == spec["stderr"]
     for text in spec.get("stdout_contains", []):
         assert text in r.stdout, f"{text!r} not in stdout:\n{r.stdout}"
+    for text in spec.get("stdout_lacks", []):
+        assert text not in r.stdout, f"{text!r} in stdout:\n{r.stdout}"
     for text in spec.get("stderr_contains", []):
         assert text in r.stderr, f"{text!r} not in stderr:\n{r.stderr}"
     for text in spec.get("stderr_lacks", []):

@@ -7,6 +7,7 @@ job's environment, under the shell GitHub uses (`bash --noprofile --norc -eo pip
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -156,3 +157,44 @@ def test_a_stale_patch_fails_the_workflow_at_render_check(lab: FleetRepo) -> Non
     assert run == ".venv/bin/invoke render --check"
     assert code == 1
     assert "patches are stale for talos-lab" in output
+
+
+# -- `invoke plan` through the real task: exit codes and formats ----------------------------------
+
+
+@pytest.fixture
+def fixture_fleet(tmp_path: Path) -> FleetRepo:
+    """The plan fixture fleet (tests/cases/pr_plan/fleet) committed as the base."""
+    repo = FleetRepo(tmp_path)
+    for d in ("clusters", "patches", "generated", "secrets"):
+        shutil.rmtree(repo.root / d, ignore_errors=True)
+    shutil.copytree(FIXTURE.parent.parent, repo.root, dirs_exist_ok=True)
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "lab")
+    return repo
+
+
+def test_plan_exits_0_without_changes_and_2_with_them(fixture_fleet: FleetRepo) -> None:
+    r = fixture_fleet.invoke("plan")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("No change to any cluster against ")
+    node = fixture_fleet.root / "generated" / "talos-lab" / "nodes" / "lab-worker-2.yaml"
+    node.write_text(node.read_text().replace("stableHostname: true", "stableHostname: false"))
+    r = fixture_fleet.invoke("plan", "--cluster", "lab", "--format", "json")
+    assert r.returncode == 2, r.stderr
+    data = json.loads(r.stdout)
+    nodes = {n["hostname"]: n["impact"] for n in data["clusters"][0]["nodes"]}
+    assert nodes == {"lab-cp-1": "none", "lab-worker-2": "reboot", "lab-worker-3": "none"}
+
+
+def test_plan_errors_exit_1_with_one_clear_line(fixture_fleet: FleetRepo) -> None:
+    for args, message in [
+        (("--base", "no-such-ref"), "error: --base 'no-such-ref' names no commit of "),
+        (("--cluster", "v9"), "error: unknown cluster 'v9': no clusters/v9.yaml"),
+        (("--format", "html"), "error: --format 'html': use one of text, markdown, json"),
+    ]:
+        r = fixture_fleet.invoke("plan", *args)
+        assert r.returncode == 1, args
+        assert r.stderr.startswith(message), r.stderr
+        assert "Traceback" not in r.stderr
+        assert r.stdout == ""

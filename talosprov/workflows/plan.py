@@ -812,6 +812,19 @@ def render_markdown(p: Plan) -> str:
     return "\n".join(out) + "\n"
 
 
+def _change_json(ch: Change) -> dict[str, Any]:
+    """A setting for other tools: a missing side is null, and `change` says which one."""
+    kind = "added" if ch.old == _ABSENT else "removed" if ch.new == _ABSENT else "changed"
+    return {
+        "path": ch.path,
+        "change": kind,
+        "old": None if ch.old == _ABSENT else ch.old,
+        "new": None if ch.new == _ABSENT else ch.new,
+        "impact": ch.impact,
+        "why": ch.why,
+    }
+
+
 def render_json(p: Plan) -> str:
     data = {
         "base": p.base,
@@ -821,9 +834,21 @@ def render_json(p: Plan) -> str:
         "unchanged": p.unchanged,
         "clusters": [
             {
-                **{k: v for k, v in asdict(c).items() if k not in ("nodes", "tasks", "files")},
+                **{
+                    k: v
+                    for k, v in asdict(c).items()
+                    if k not in ("nodes", "tasks", "files", "settings")
+                },
+                "settings": [_change_json(ch) for ch in c.settings],
                 "files": [{"path": a, "change": b} for a, b in c.files],
-                "nodes": [{**asdict(n), "impact": n.headline} for n in c.nodes],
+                "nodes": [
+                    {
+                        **{k: v for k, v in asdict(n).items() if k != "changes"},
+                        "impact": n.headline,
+                        "changes": [_change_json(ch) for ch in n.changes],
+                    }
+                    for n in c.nodes
+                ],
                 "tasks": [asdict(t) for t in c.tasks],
             }
             for c in p.clusters

@@ -173,6 +173,34 @@ def test_json_is_for_other_tools() -> None:
     assert {"path": "generated/talos-lab/nodes/lab-worker-4.yaml", "change": "added"} in c["files"]
 
 
+def test_json_settings_say_what_was_added_and_removed() -> None:
+    case = yaml.safe_load((CASES / "cases" / "secret_bearing.yaml").read_text())
+    data = json.loads(plan_wf.render(run_case(case), "json"))
+    nodes = {n["hostname"]: n for n in data["clusters"][0]["nodes"]}
+    changes = {ch["path"]: ch for ch in nodes["lab-cp-1"]["changes"]}
+    assert changes["cluster.secretboxEncryptionSecret"] == {
+        "path": "cluster.secretboxEncryptionSecret",
+        "change": "removed",
+        "old": "<secret:secrets.secretboxencryptionsecret>",
+        "new": None,
+        "impact": "no-reboot",
+        "why": changes["cluster.secretboxEncryptionSecret"]["why"],
+    }
+    assert changes["machine.registries.config.reglab.auth.password"]["change"] == "added"
+    assert changes["machine.registries.config.reglab.auth.password"]["new"] == "<redacted>"
+
+
+def test_a_removed_cluster_lists_its_nodes_and_a_manual_step() -> None:
+    old, new = sides({})
+    del new.files["clusters/lab.yaml"]
+    p = plan_wf.plan(old, new, "lab", "0" * 40)
+    (c,) = p.clusters
+    assert c.status == "removed"
+    assert {n.status for n in c.nodes} == {"removed"}
+    assert [t.manual for t in c.tasks] == [True]
+    assert c.tasks[0].command.startswith("reset the nodes of talos-lab")
+
+
 def test_stale_generated_configs_are_called_out() -> None:
     p = run_case({"set": {"clusters/lab.yaml": {"cert_sans": ["127.0.10.100", "x.lab.local"]}}})
     (c,) = p.clusters

@@ -494,6 +494,7 @@ def plan_cluster(alias: str, old: _ClusterSide | None, new: _ClusterSide | None)
         if oc.kubernetes_version != nc.kubernetes_version
         else None
     )
+    # the rules of the Talos the nodes run when `invoke apply` comes: after the upgrade (_tasks)
     rules = apply_rules(nc.talos)
     settings = _cluster_settings(oc, nc)
     files = _file_changes(old.patches, new.patches, f"patches/{nc.name}") + _file_changes(

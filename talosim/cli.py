@@ -212,6 +212,18 @@ def _check_args(cmd: Command, args: list[str]) -> None:
         raise Fail(f"accepts between {lo} and {hi} arg(s), received {n}")
 
 
+def refuse_unmodelled(cmd: Command, parsed: Parsed) -> None:
+    """A flag talosim declares (so that talosctl's parsing errors stay exact) but does not model
+    must never succeed silently: the test that relied on it would prove nothing."""
+    for f in cmd.flags:
+        if not f.modelled and f.name in parsed.changed:
+            raise Fail(unsupported(f.name, cmd))
+
+
+def unsupported(flag: str, cmd: Command) -> str:
+    return f"emulator: unsupported flag --{flag} for talosctl {' '.join(cmd.path)}"
+
+
 def main(argv: list[str]) -> int:
     # Handlers live in other modules; importing registers them.
     from . import commands_gen, commands_node, fleet  # noqa: F401
@@ -238,6 +250,7 @@ def main(argv: list[str]) -> int:
         except FlagError as e:
             raise Fail(str(e)) from None
         _check_args(cmd, parsed.args)
+        refuse_unmodelled(cmd, parsed)
         assert cmd.handler is not None
         cmd.handler(Ctx(argv, cmd, parsed, parsed.args, state))
         rc = 0

@@ -25,7 +25,7 @@ from . import patch as mpatch
 from .cli import Ctx, Fail, command, endpoint_host
 from .commands_gen import _table, load_patches
 from .flags import Flag
-from .state import State, now
+from .state import State, now, wait_until
 
 SHA = {
     "v1.7.0": "70fb41ff",
@@ -186,7 +186,8 @@ class Conn:
         with self.state.locked():
             hang = N.take_fault(self.state, ip, command, ("hang",))
         if hang:
-            time.sleep(float(hang.get("seconds", 0)))
+            # on the fleet clock: a frozen clock holds the call until a test advances it
+            wait_until(now() + float(hang.get("seconds", 0)), self.state.root)
         with self.state.locked():
             err = N.take_fault(self.state, ip, command, ("error",))
         if err:
@@ -386,6 +387,13 @@ def get(ctx: Ctx) -> None:
         raise Fail(f'rpc error: code = NotFound desc = resource "{ctx.args[0]}" is not registered')
     if ctx["watch"]:
         raise Fail("emulator: unsupported flag --watch for talosctl get")
+    if ctx["namespace"] and ctx["namespace"] != RESOURCES[kind][1]:
+        # Naming the resource's own namespace is what talosctl does by default; talosim holds
+        # each resource type in that one namespace only, so any other is not modelled.
+        raise Fail(
+            f"emulator: unsupported flag --namespace={ctx['namespace']} for talosctl get "
+            f"(talosim holds {RESOURCES[kind][2]} only in namespace {RESOURCES[kind][1]})"
+        )
     fmt = ctx["output"]
     if fmt not in ("table", "json", "yaml") and not fmt.startswith("jsonpath="):
         raise Fail(f'output format "{fmt}" is not supported')
@@ -492,7 +500,7 @@ def _version_block(tag: str, node: str | None = None) -> str:
         Flag("client", "bool", help="Print client version only"),
         Flag("short", "bool", help="Print the short version"),
         Flag("insecure", "bool", short="i", help="use Talos maintenance mode API"),
-        Flag("json", "bool", hidden=True),
+        Flag("json", "bool", hidden=True, modelled=False),
     ],
 )
 def version(ctx: Ctx) -> None:
@@ -557,6 +565,7 @@ def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | No
             "cert-fingerprint",
             "strings",
             help="list of server certificate fingeprints to accept (defaults to no check)",
+            modelled=False,  # talosim's maintenance nodes present no certificate to pin
         ),
         Flag(
             "timeout",
@@ -585,11 +594,8 @@ def apply_config(ctx: Ctx) -> None:
         from .commands_gen import _contract_of_docs
 
         contract = _contract_of_docs(docs)
-        patches = load_patches(ctx["config-patch"], contract)
-        docs = mpatch.apply(docs, patches, contract)
-        # talosctl sends patched.Bytes(): Go-struct order, or JSONToYAML's after a JSON6902 patch
-        raw = mc.encode_config(docs, TALOSCTL_VERSION, json6902=patches[-1].kind == "json6902")
-        docs = mc.decode_docs(raw)
+        docs = mpatch.apply(docs, load_patches(ctx["config-patch"], contract), contract)
+        raw = mc.encode(docs)
     mode = ctx["mode"]
     if mode == "interactive":
         raise Fail("emulator: unsupported flag --mode=interactive for talosctl apply-config")
@@ -939,7 +945,11 @@ def _check(state: State, name: str, cps: list[str], workers: list[str]) -> str |
         Flag("control-plane-nodes", "strings", help="specify IPs of control plane nodes"),
         Flag("worker-nodes", "strings", help="specify IPs of worker nodes"),
         Flag("init-node", help="specify IPs of init node"),
-        Flag("k8s-endpoint", help="use endpoint instead of kubeconfig default"),
+        Flag(
+            "k8s-endpoint",
+            help="use endpoint instead of kubeconfig default",
+            modelled=False,  # the node-side checks always reach the emulated API server
+        ),
         Flag("server", "bool", default=True, help="run server-side check"),
         Flag("run-e2e", "bool", help="run Kubernetes e2e test"),
     ],
@@ -1186,6 +1196,7 @@ def upgrade(ctx: Ctx) -> None:
         raise Fail("cannot use --wait and --insecure together")
     if ctx["insecure"]:
         raise Fail("emulator: unsupported flag --insecure for talosctl upgrade")
+    _warn_deprecated_upgrade_flags(ctx)
     conn = Conn(ctx, False)
     state = ctx.state
     acks: list[tuple[str, str]] = []
@@ -1199,9 +1210,13 @@ def upgrade(ctx: Ctx) -> None:
                 _upgrade_checks(state, node, ctx["preserve"])
             boot_ids[node["ip"]] = node["boot_id"]
             settings = state.fleet()["settings"]
-            if ctx["stage"]:
-                node["staged_upgrade"] = {"image": ctx["image"], "version": version}
+            if ctx["stage"] and _stage_honoured(ctx, node):
+                rollback = N.take_fault(state, node["ip"], "upgrade", ("rollback",))
+                up = {"image": ctx["image"], "version": version, "rollback": bool(rollback)}
                 N.event(node, "upgrade staged", image=ctx["image"])
+                N.schedule(node, N.stage_upgrade_steps(settings, up))
+                node["staged_upgrade"] = up
+                node["upgrade_failure"] = None
             else:
                 seq_fault = N.take_fault(state, node["ip"], "upgrade-sequence", ("error",))
                 rollback = N.take_fault(state, node["ip"], "upgrade", ("rollback",))
@@ -1234,7 +1249,8 @@ def upgrade(ctx: Ctx) -> None:
             (node["ip"], time.strftime("%Y-%m-%d %H:%M:%S.000000000 +0000 UTC", time.gmtime()))
         )
 
-    if wait and not ctx["stage"]:
+    if wait:
+        # a staged upgrade is waited for too: its sequence reboots the node by itself
         _tracked(ctx, conn, "upgrade", one)
         _upgrade_wait(ctx, conn.nodes, boot_ids)
         return
@@ -1243,6 +1259,42 @@ def upgrade(ctx: Ctx) -> None:
         [ip, "Upgrade request received", t + "   "] for ip, t in acks
     ]
     ctx.out(_table(rows))
+
+
+# talosctl v1.13 upgrades through LifecycleService.Upgrade when the node runs Talos
+# ">1.13.0-alpha.2 <2.0.0" (talosUpgradeAPIVersionRange) and falls back to the legacy
+# MachineService.Upgrade otherwise; --force, --insecure, --preserve and --stage only act on that
+# legacy path and are deprecated (v1.13.0 cmd/talosctl/cmd/talos/upgrade.go).
+LIFECYCLE_UPGRADE_FROM = (1, 13)
+LEGACY_UPGRADE_FLAGS = ("force", "insecure", "preserve", "stage")
+
+
+def _client_minor() -> tuple[int, int]:
+    return _minor(TALOSCTL_VERSION)
+
+
+def _warn_deprecated_upgrade_flags(ctx: Ctx) -> None:
+    """pflag's deprecation notice, printed on stderr while parsing (v1.13.0 upgrade.go init())."""
+    if _client_minor() < LIFECYCLE_UPGRADE_FROM:
+        return
+    for name in LEGACY_UPGRADE_FLAGS:
+        if name in ctx.flags.changed:
+            ctx.err(
+                f"Flag --{name} has been deprecated, legacy flag for MachineService.Upgrade "
+                "fallback, to be removed in Talos 1.18\n"
+            )
+
+
+def _stage_honoured(ctx: Ctx, node: dict[str, Any]) -> bool:
+    """Whether `--stage` reaches a StageUpgrade sequence: always up to talosctl v1.12; from
+    v1.13 only on the legacy path (a node older than 1.13, or --legacy)."""
+    if _client_minor() < LIFECYCLE_UPGRADE_FROM or ctx.flags.values.get("legacy"):
+        return True
+    if _minor(node["talos_version"]) < LIFECYCLE_UPGRADE_FROM:
+        ctx.err("New upgrade API is not available, falling back to legacy\n")
+        return True
+    N.event(node, "upgrade --stage ignored (LifecycleService path)")
+    return False
 
 
 def _upgrade_wait(ctx: Ctx, ips: list[str], boot_ids: dict[str, str]) -> None:
@@ -1280,6 +1332,22 @@ def reboot(ctx: Ctx) -> None:
             node = N.load(state, node["ip"]) or node
             boot_ids[node["ip"]] = node["boot_id"]
             settings = state.fleet()["settings"]
+            if node["stage"] in N.LOCKED_STAGES:
+                # The API call answers with an actor ID; the Reboot sequence then fails to take
+                # the sequencer lock and publishes "sequence not started: locked" without that
+                # actor ID, so `reboot --wait` keeps waiting and follows the running sequence
+                # (v1.7.0 internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_controller.go Run,
+                # v1alpha1_priority_lock.go; cmd/talosctl/pkg/talos/action/node.go handleEvents).
+                N.event(
+                    node,
+                    "sequence",
+                    sequence="reboot",
+                    action="NOOP",
+                    error="sequence not started: locked",
+                    code="LOCKED",
+                )
+                state.save_node(node)
+                return
             N.event(node, "reboot")
             rollback = N.take_fault(state, node["ip"], "reboot", ("rollback",))
             if rollback and node.get("staged_upgrade"):
@@ -1380,7 +1448,9 @@ def _minor(v: str) -> tuple[int, int]:
     flags=[
         Flag("from", help="the Kubernetes control plane version to upgrade from"),
         Flag("to", default="1.30.0", help="the Kubernetes control plane version to upgrade to"),
-        Flag("endpoint", help="the cluster control plane endpoint"),
+        # talosim's upgrade-k8s always reaches the emulated API server and re-encodes configs
+        # without documentation: those three flags are not modelled
+        Flag("endpoint", help="the cluster control plane endpoint", modelled=False),
         Flag("dry-run", "bool", help="skip the actual upgrade and show the upgrade plan instead"),
         Flag("pre-pull-images", "bool", default=True, help="pre-pull images before upgrade"),
         Flag("upgrade-kubelet", "bool", default=True, help="upgrade kubelet service"),
@@ -1389,18 +1459,34 @@ def _minor(v: str) -> tuple[int, int]:
             "bool",
             default=True,
             help="patch all machine configs adding the documentation for each field",
+            modelled=False,
         ),
         Flag(
             "with-examples",
             "bool",
             default=True,
             help="patch all machine configs with the commented examples",
+            modelled=False,
         ),
-        Flag("apiserver-image", help="kube-apiserver image to use"),
-        Flag("controller-manager-image", help="kube-controller-manager image to use"),
-        Flag("scheduler-image", help="kube-scheduler image to use"),
-        Flag("proxy-image", help="kube-proxy image to use"),
-        Flag("kubelet-image", help="kubelet image to use"),
+        # image repositories; the tag is always v<to> (v1.7.0 pkg/machinery/constants/constants.go
+        # for the defaults, pkg/cluster/kubernetes/talos_managed.go for "%s:v%s")
+        Flag(
+            "apiserver-image",
+            default="registry.k8s.io/kube-apiserver",
+            help="kube-apiserver image to use",
+        ),
+        Flag(
+            "controller-manager-image",
+            default="registry.k8s.io/kube-controller-manager",
+            help="kube-controller-manager image to use",
+        ),
+        Flag(
+            "scheduler-image",
+            default="registry.k8s.io/kube-scheduler",
+            help="kube-scheduler image to use",
+        ),
+        Flag("proxy-image", default="registry.k8s.io/kube-proxy", help="kube-proxy image to use"),
+        Flag("kubelet-image", default="ghcr.io/siderolabs/kubelet", help="kubelet image to use"),
     ],
 )
 def upgrade_k8s(ctx: Ctx) -> None:
@@ -1443,12 +1529,19 @@ def upgrade_k8s(ctx: Ctx) -> None:
     ctx.out("checking for removed Kubernetes component flags\n")
     ctx.out("checking for removed Kubernetes API resource versions\n")
     dry = ctx["dry-run"]
+    repo = {
+        "kube-apiserver": ctx["apiserver-image"],
+        "kube-controller-manager": ctx["controller-manager-image"],
+        "kube-scheduler": ctx["scheduler-image"],
+        "kube-proxy": ctx["proxy-image"],
+        "kubelet": ctx["kubelet-image"],
+    }
     if ctx["pre-pull-images"] and not dry:
         for r in cps:
             for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-                ctx.out(f' > "{r["ip"]}": pre-pulling registry.k8s.io/{comp}:v{to}\n')
+                ctx.out(f' > "{r["ip"]}": pre-pulling {repo[comp]}:v{to}\n')
         for r in recs:
-            ctx.out(f' > "{r["ip"]}": pre-pulling ghcr.io/siderolabs/kubelet:v{to}\n')
+            ctx.out(f' > "{r["ip"]}": pre-pulling {repo["kubelet"]}:v{to}\n')
     images = {
         "apiServer": "kube-apiserver",
         "controllerManager": "kube-controller-manager",
@@ -1468,9 +1561,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
                 ctx,
                 r["ip"],
                 lambda c, k=key, comp=comp: (
-                    c["cluster"]
-                    .setdefault(k, {})
-                    .update({"image": f"registry.k8s.io/{comp}:v{to}"})
+                    c["cluster"].setdefault(k, {}).update({"image": f"{repo[comp]}:v{to}"})
                 ),
             )
             ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
@@ -1488,7 +1579,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
             lambda c: (
                 c["cluster"]
                 .setdefault("proxy", {})
-                .update({"image": f"registry.k8s.io/kube-proxy:v{to}"})
+                .update({"image": f"{repo['kube-proxy']}:v{to}"})
             ),
         )
     if ctx["upgrade-kubelet"]:
@@ -1507,9 +1598,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
                 )
 
             def kub(c: dict[str, Any]) -> None:
-                c["machine"].setdefault("kubelet", {})["image"] = (
-                    f"ghcr.io/siderolabs/kubelet:v{to}"
-                )
+                c["machine"].setdefault("kubelet", {})["image"] = f"{repo['kubelet']}:v{to}"
 
             _k8s_step(ctx, r["ip"], kub, kubelet=to)
             ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
@@ -1555,9 +1644,7 @@ def _k8s_step(ctx: Ctx, ip: str, change: Any, kubelet: str | None = None) -> Non
         r = N.load(state, ip)
         assert r is not None
         change(r["config"])
-        # talosctl re-encodes the patched config from its Go structs (pkg/cluster/kubernetes)
-        r["config_text"] = mc.encode_config([r["config"]], TALOSCTL_VERSION)
-        r["config"] = mc.decode_docs(r["config_text"])[0]
+        r["config_text"] = mc.encode(r["config"])
         if kubelet:
             r["kubelet_version"] = kubelet
         r["resource_version"] = r.get("resource_version", 1) + 1

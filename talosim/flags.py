@@ -22,6 +22,9 @@ class Flag:
     help: str = ""
     choices: tuple[str, ...] | None = None
     hidden: bool = False
+    # False: talosctl has the flag but talosim does not model what it does; giving it is refused
+    # (`emulator: unsupported flag --x for talosctl <cmd>`) rather than silently ignored.
+    modelled: bool = True
 
     def initial(self) -> Any:
         if self.kind in ("strings", "array"):

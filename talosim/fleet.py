@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import shutil
+import time
 import uuid
 from typing import Any
 
@@ -12,7 +13,8 @@ from . import TALOSCTL_VERSION
 from . import nodes as N
 from .cli import Ctx, Fail, command
 from .commands_gen import _table
-from .flags import Flag
+from .flags import Flag, format_duration, parse_duration
+from .state import DEFAULT_SETTINGS, clock_at, clock_settings
 
 
 def expand(spec: str) -> list[str]:
@@ -81,13 +83,23 @@ def fleet_create(ctx: Ctx) -> None:
     state = ctx.state
     with state.locked():
         fleet: dict[str, Any] = state.fleet() if state.exists else {"id": str(uuid.uuid4())}
-        fleet["settings"] = {
-            **fleet.get("settings", {}),
+        # Adding nodes to a fleet keeps its timings unless given again (`fleet timings` changes
+        # them without adding nodes).
+        given = {
             "install_seconds": ctx["install-seconds"],
             "reboot_seconds": ctx["reboot-seconds"],
             "boot_seconds": ctx["boot-seconds"],
             "upgrade_seconds": ctx["upgrade-seconds"],
             "kubeapi_idle_seconds": ctx["kubeapi-idle-seconds"],
+        }
+        fleet["settings"] = {
+            **fleet.get("settings", {}),
+            **{
+                key: value
+                for key, value in given.items()
+                if not state.exists
+                or key.removesuffix("_seconds").replace("_", "-") + "-seconds" in ctx.flags.changed
+            },
         }
         state.save_fleet(fleet)
         for ip in ips:
@@ -163,6 +175,109 @@ def fleet_power_on(ctx: Ctx) -> None:
                 N.schedule(node, [(0.0, "booting", {}), (0.0, "maintenance", {})])
                 N.advance(node)
                 state.save_node(node)
+
+
+# -- the emulated clock and stage durations -----------------------------------------------------
+TIMINGS = ("install", "reboot", "boot", "upgrade", "kubeapi_idle")
+
+
+def _show_clock(ctx: Ctx, clock: dict[str, Any]) -> None:
+    t = clock_at(clock)
+    frozen = clock.get("frozen_at") is not None
+    offset = float(clock.get("offset") or 0.0)
+    ctx.out(
+        f"now: {N.iso(t)} ({t:.3f})\n"
+        f"mode: {'frozen' if frozen else 'real time'}\n"
+        + ("" if frozen else f"offset: {format_duration(offset)}\n")
+    )
+
+
+@command(
+    "fleet clock",
+    flags=[
+        Flag("advance", "seconds", help="move the clock forward by this duration (30s, 2m, 1.5)"),
+        Flag("freeze", "bool", help="stop the clock at its current time"),
+        Flag("real", "bool", help="let the clock run in real time again, from where it stands"),
+    ],
+)
+def fleet_clock(ctx: Ctx) -> None:
+    """Show or move the clock that every stage timeline of the fleet reads."""
+    if ctx["freeze"] and ctx["real"]:
+        raise Fail("--freeze and --real exclude each other")
+    if ctx["advance"] is not None and ctx["advance"] < 0:
+        raise Fail("--advance must not be negative: the clock only moves forward")
+    state = ctx.state
+    if not ctx.flags.changed & {"advance", "freeze", "real"}:
+        _show_clock(ctx, clock_settings(state.root))
+        return
+    if not state.exists:
+        raise Fail(f"no fleet in {state.root}: `fleet create` first")
+    with state.locked():
+        fleet = state.fleet()
+        clock = {"offset": 0.0, "frozen_at": None, **(fleet.get("clock") or {})}
+        if ctx["freeze"] and clock["frozen_at"] is None:
+            clock["frozen_at"] = clock_at(clock)
+        if ctx["real"] and clock["frozen_at"] is not None:
+            clock["offset"] = clock["frozen_at"] - time.time()
+            clock["frozen_at"] = None
+        if ctx["advance"]:
+            if clock["frozen_at"] is not None:
+                clock["frozen_at"] += ctx["advance"]
+            else:
+                clock["offset"] += ctx["advance"]
+        fleet["clock"] = clock
+        state.save_fleet(fleet)
+    _show_clock(ctx, clock)
+
+
+@command(
+    "fleet timings",
+    flags=[
+        Flag(
+            "set",
+            "array",
+            help="NAME=DURATION, repeatable; NAME one of "
+            + ", ".join(t.replace("_", "-") for t in TIMINGS)
+            + " (e.g. reboot=1.5s)",
+        ),
+    ],
+)
+def fleet_timings(ctx: Ctx) -> None:
+    """Show or change how long the emulated nodes spend in each stage."""
+    state = ctx.state
+    if not state.exists:
+        raise Fail(f"no fleet in {state.root}: `fleet create` first")
+    changes: dict[str, float] = {}
+    for item in ctx["set"]:
+        name, eq, value = item.partition("=")
+        key = name.strip().replace("-", "_")
+        if not eq or key not in TIMINGS:
+            raise Fail(
+                f"--set {item!r}: expected NAME=DURATION with NAME one of "
+                + ", ".join(t.replace("_", "-") for t in TIMINGS)
+            )
+        try:
+            seconds = float(value) if _is_number(value) else parse_duration(value)
+        except ValueError as e:
+            raise Fail(f"--set {item!r}: {e}") from None
+        if seconds < 0:
+            raise Fail(f"--set {item!r}: a duration must not be negative")
+        changes[f"{key}_seconds"] = seconds
+    with state.locked():
+        fleet = state.fleet()
+        fleet["settings"] = {**fleet["settings"], **changes}
+        if changes:
+            state.save_fleet(fleet)
+    for key in DEFAULT_SETTINGS:
+        ctx.out(f"{key.removesuffix('_seconds').replace('_', '-')}: {fleet['settings'][key]:g}s\n")
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 KINDS = ("error", "hang", "unreachable", "stuck", "etcd-down", "rollback")

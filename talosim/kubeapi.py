@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import socketserver
 import ssl
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import nodes as N
 from . import pki
-from .state import State, read_json, write_json
+from .state import State, now, read_json, write_json
 
 KERNEL = {
     "1.6": "6.1.82-talos",
@@ -66,8 +67,13 @@ def ensure(state: State, cluster: dict[str, Any]) -> str:
     for attempt in range(8):
         if attempt:
             host = _address(state, cluster["id"], attempt)
-        (state.root / "kubeapi").mkdir(parents=True, exist_ok=True)
-        log = open(state.root / "kubeapi" / f"{cluster['id']}.log", "ab")  # noqa: SIM115
+        (state.root / "kubeapi").mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(
+            state.root / "kubeapi" / f"{cluster['id']}.log",
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o600,
+        )
+        log = os.fdopen(fd, "ab")
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -89,6 +95,7 @@ def ensure(state: State, cluster: dict[str, Any]) -> str:
             env={**os.environ, "TALOSIM_STATE": str(state.root)},
             cwd=str(state.root),
         )
+        log.close()  # the server process keeps its own copy
         deadline = time.time() + 10
         while time.time() < deadline:
             if proc.poll() is not None:
@@ -193,7 +200,7 @@ def node_object(n: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
                     "status": "False",
                     "reason": "KubeletHasSufficientMemory",
                     "message": "kubelet has sufficient memory available",
-                    "lastHeartbeatTime": _ts(time.time()),
+                    "lastHeartbeatTime": _ts(now()),
                     "lastTransitionTime": _ts(registered),
                 },
                 {
@@ -201,7 +208,7 @@ def node_object(n: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
                     "status": "False",
                     "reason": "KubeletHasNoDiskPressure",
                     "message": "kubelet has no disk pressure",
-                    "lastHeartbeatTime": _ts(time.time()),
+                    "lastHeartbeatTime": _ts(now()),
                     "lastTransitionTime": _ts(registered),
                 },
                 {
@@ -211,7 +218,7 @@ def node_object(n: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
                     "message": "kubelet is posting ready status"
                     if ready
                     else f"node is {n['stage']}: container runtime is down",
-                    "lastHeartbeatTime": _ts(time.time()),
+                    "lastHeartbeatTime": _ts(now()),
                     "lastTransitionTime": _ts(since),
                 },
             ],
@@ -736,6 +743,14 @@ class Server(ThreadingHTTPServer):
 
     def touch(self) -> None:
         self.last = time.time()
+
+    def server_bind(self) -> None:
+        # http.server.HTTPServer.server_bind resolves the bound address with socket.getfqdn, a
+        # reverse-DNS (PTR) query that leaves the machine: talosim makes no network call at all.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
 
 def serve(state: State, cid: str, host: str, port: int) -> None:

@@ -6,6 +6,7 @@ whoever reads the node first applies the transitions that are due (`advance`).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from typing import Any
@@ -25,6 +26,14 @@ STAGES = (
 )
 # While rebooting (or powered off) nothing answers on port 50000.
 UNREACHABLE_STAGES = {"rebooting", "off"}
+# Stages whose machined sequence a reboot request cannot take over: Upgrade, StageUpgrade,
+# Install, Shutdown (v1.7.0..v1.14.0-rc.1 internal/app/machined/pkg/runtime/sequencer.go,
+# sequenceTakeOver: only Boot, Initialize, Reboot and Reset can be taken over by Reboot).
+LOCKED_STAGES = {"upgrading", "installing", "shutting down"}
+
+
+def iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_node(
@@ -77,6 +86,8 @@ def advance(node: dict[str, Any], stuck: str | None = None, at: float | None = N
             node[k] = v
         if step.get("apply_staged"):
             _apply_staged(node)
+            if node.get("staged_upgrade"):
+                _install_staged_upgrade(node, step)
         if step["stage"] == "running" and node.get("config"):
             node["booted_once"] = True
         if step["stage"] != node["stage"]:
@@ -95,10 +106,23 @@ def _apply_staged(node: dict[str, Any]) -> None:
         node["config"], node["config_text"] = node["staged_config"]
         node["staged_config"] = None
         event(node, "staged config applied")
-    if node.get("staged_upgrade"):
-        node["talos_version"] = node["staged_upgrade"]["version"]
-        node["staged_upgrade"] = None
-        event(node, "staged upgrade applied", version=node["talos_version"])
+
+
+def _install_staged_upgrade(node: dict[str, Any], step: dict[str, Any]) -> None:
+    """The first boot after a staged upgrade runs the installer, then reboots into the new
+    version (v1.7.0 internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_state.go reads the
+    StagedUpgradeImageRef META tag at boot and installs from that image)."""
+    up = node["staged_upgrade"]
+    node["staged_upgrade"] = None
+    new = node["talos_version"] if up.get("rollback") else up["version"]
+    event(node, "staged upgrade installing", image=up["image"])
+    step["stage"] = "installing"
+    at = step["at"] + up["install_seconds"]
+    node["timeline"] = [
+        {"at": at, "stage": "rebooting", "set": {"talos_version": new}},
+        {"at": (at := at + up["reboot_seconds"]), "stage": "booting", "set": {}, "new_boot": True},
+        {"at": at + up["boot_seconds"], "stage": "running", "set": {"unschedulable": False}},
+    ]
 
 
 def schedule(
@@ -108,13 +132,35 @@ def schedule(
     t = now()
     node["timeline"] = []
     acc = t
+    after_reboot = False
     for delay, stage, fields in steps:
         acc += max(0.0, delay)
         entry: dict[str, Any] = {"at": acc, "stage": stage, "set": fields}
-        if stage == "booting" and flags.get("reboot", True):
+        # the first stage after a reboot belongs to a new boot, which applies what was staged
+        if (stage == "booting" or after_reboot) and flags.get("reboot", True):
             entry["new_boot"] = True
             entry["apply_staged"] = True
+        after_reboot = stage == "rebooting"
         node["timeline"].append(entry)
+
+
+def stage_upgrade_steps(
+    settings: dict[str, Any], up: dict[str, Any]
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """The StageUpgrade sequence: stop pods and services, then reboot by itself
+    (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go, v1.7.0..v1.12.x: its last
+    phase is "reboot"). The next boot installs the staged image (`_install_staged_upgrade`)."""
+    up.update(
+        install_seconds=settings["install_seconds"],
+        reboot_seconds=settings["reboot_seconds"],
+        boot_seconds=settings["boot_seconds"],
+    )
+    return [
+        (0.0, "upgrading", {}),
+        (settings["upgrade_seconds"], "rebooting", {}),
+        (settings["reboot_seconds"], "booting", {}),
+        (settings["boot_seconds"], "running", {"unschedulable": False}),
+    ]
 
 
 def reboot_steps(

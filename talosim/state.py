@@ -1,8 +1,8 @@
 """The emulator's state folder: one JSON file per node and per cluster, written atomically.
 
 Every mutation happens under one file lock, because talosprov runs talosctl in parallel.
-Layout (TALOSIM_STATE, default .talosim/):
-  fleet.json                 fleet settings (stage durations), schema version
+Layout (TALOSIM_STATE, default .talosim/; the folder 0700, every file 0600: they hold keys):
+  fleet.json                 fleet settings (stage durations), the emulated clock, schema version
   nodes/<ip>.json            one emulated machine
   clusters/<cluster id>.json etcd/Kubernetes state of a cluster, its API server
   faults.json                injected faults
@@ -37,8 +37,8 @@ def state_dir() -> Path:
     return Path(os.environ.get("TALOSIM_STATE", ".talosim")).resolve()
 
 
-def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(path: Path, data: Any, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
@@ -65,8 +65,8 @@ class State:
     # -- locking ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[State]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / "state.lock"), timeout=60):
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with FileLock(str(self.root / "state.lock"), timeout=60, mode=0o600):
             yield self
 
     # -- fleet -----------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class State:
             return
         line = json.dumps(entry, sort_keys=True) + "\n"
         # O_APPEND writes of one short line are atomic on Linux; no lock needed.
-        fd = os.open(self.root / "calls.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self.root / "calls.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line.encode())
         finally:
@@ -151,5 +151,31 @@ class State:
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def now() -> float:
-    return time.time()
+# -- the emulated clock ----------------------------------------------------------------------
+# Stage timelines read this clock, never time.time() directly, so that tests can freeze it and
+# advance it (`talosim fleet clock --freeze`, `--advance 30s`) instead of sleeping. It is kept in
+# fleet.json as {"offset": seconds added to real time, "frozen_at": time or null}; by default
+# (no fleet, or never changed) it is real time, which the demo and the benchmarks use.
+def clock_settings(root: Path | None = None) -> dict[str, Any]:
+    """The stored clock of the fleet in `root` (default: TALOSIM_STATE).
+
+    Read on every call (a small file): another process may advance it at any moment."""
+    data = read_json((root or state_dir()) / "fleet.json") or {}
+    return {"offset": 0.0, "frozen_at": None, **(data.get("clock") or {})}
+
+
+def clock_at(clock: dict[str, Any], real: float | None = None) -> float:
+    if clock.get("frozen_at") is not None:
+        return float(clock["frozen_at"])
+    return (time.time() if real is None else real) + float(clock.get("offset") or 0.0)
+
+
+def now(root: Path | None = None) -> float:
+    """The emulated time (seconds since the epoch)."""
+    return clock_at(clock_settings(root))
+
+
+def wait_until(t: float, root: Path | None = None, poll: float = 0.05) -> None:
+    """Sleep until the emulated clock reaches t (forever while it is frozen before t)."""
+    while now(root) < t:
+        time.sleep(poll)

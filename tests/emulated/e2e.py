@@ -123,9 +123,15 @@ class FleetRepo:
 
     def set_timings(self, **seconds: float) -> None:
         """Change the emulated nodes' stage durations (install, reboot, boot, upgrade)."""
-        fleet = json.loads((self.state / "fleet.json").read_text())
-        fleet["settings"].update({f"{k}_seconds": v for k, v in seconds.items()})
-        (self.state / "fleet.json").write_text(json.dumps(fleet))
+        sets = [a for k, v in seconds.items() for a in ("--set", f"{k.replace('_', '-')}={v}")]
+        r = self.talosim("fleet", "timings", *sets)
+        assert r.returncode == 0, r.stderr
+
+    def clock(self, *args: str) -> str:
+        """talosim's fleet clock: `--freeze`, `--advance 30s`, `--real`; returns its report."""
+        r = self.talosim("fleet", "clock", *args)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
 
     def operator_key(self) -> str:
         """An age identity where operators keep it (~/.config/sops/age/keys.txt), and its

@@ -170,10 +170,15 @@ def test_request_without_client_certificate_is_unauthorized(kube: Sim) -> None:
     assert body["reason"] == "Unauthorized"
 
 
+def _row(kube: Sim, ip: str) -> list[str]:
+    r = kubectl(kube, "get", "nodes", "-o", "wide")
+    assert r.returncode == 0, r.stderr
+    return next(line for line in r.stdout.splitlines() if f"{ip} " in line).split()
+
+
 def test_readiness_follows_an_emulated_upgrade(kube: Sim) -> None:
-    fleet = json.loads((kube.state / "fleet.json").read_text())
-    fleet["settings"].update({"upgrade_seconds": 1.0, "reboot_seconds": 1.5, "boot_seconds": 0.5})
-    (kube.state / "fleet.json").write_text(json.dumps(fleet))
+    kube.ok("fleet", "timings", "--set", "upgrade=1s", "--set", "reboot=1.5s", "--set", "boot=0.5")
+    kube.ok("fleet", "clock", "--freeze")
     kube.ok(
         *kube.tc(
             "upgrade",
@@ -184,18 +189,61 @@ def test_readiness_follows_an_emulated_upgrade(kube: Sim) -> None:
             "--wait=false",
         )
     )
-    statuses = set()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        r = kubectl(kube, "get", "nodes", "-o", "wide")
-        row = next(line for line in r.stdout.splitlines() if "127.0.10.4 " in line).split()
-        statuses.add(row[1])
-        if row[1] == "Ready" and "(v1.7.4)" in row:
-            break
-        time.sleep(0.2)
-    assert "NotReady,SchedulingDisabled" in statuses, statuses
+    assert _row(kube, "127.0.10.4")[1] == "NotReady,SchedulingDisabled"
+    kube.ok("fleet", "clock", "--advance", "2.9s")
+    assert _row(kube, "127.0.10.4")[1] == "NotReady,SchedulingDisabled"
+    kube.ok("fleet", "clock", "--advance", "0.1s")
+    row = _row(kube, "127.0.10.4")
     assert row[1] == "Ready"
     assert "(v1.7.4)" in row
+
+
+AUDIT_HOOK = """
+import json, os, sys
+
+def _hook(event, args):
+    if event in ("socket.gethostbyaddr", "socket.gethostbyname", "socket.getnameinfo",
+                 "socket.getaddrinfo", "socket.connect", "socket.bind"):
+        shown = args[1:] if event in ("socket.connect", "socket.bind") else args
+        with open(os.environ["TALOSIM_TEST_NETLOG"], "a") as f:
+            f.write(json.dumps([event, repr(shown)]) + "\\n")
+
+sys.addaudithook(_hook)
+"""
+
+
+def test_api_server_makes_no_name_lookup_and_talks_to_loopback_only(
+    kube: Sim, tmp_path: Path
+) -> None:
+    # http.server's server_bind calls socket.getfqdn: a PTR query that would leave the machine
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(AUDIT_HOOK)
+    netlog = tmp_path / "net.jsonl"
+    kube.ok("kubeapi", "stop")
+    env = {
+        **kube.env,
+        "PYTHONPATH": f"{hook}{os.pathsep}{kube.env['PYTHONPATH']}",
+        "TALOSIM_TEST_NETLOG": str(netlog),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "talosim", *kube.tc("version", "-n", CPS[0])],
+        cwd=kube.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert kubectl(kube, "get", "nodes").returncode == 0
+    events = [json.loads(line) for line in netlog.read_text().splitlines()]
+    assert any(e == "socket.bind" for e, _ in events), "the hook saw the server start"
+    assert [e for e in events if e[0] in ("socket.gethostbyaddr", "socket.getnameinfo")] == []
+    for _, args in [e for e in events if e[0] in ("socket.getaddrinfo", "socket.gethostbyname")]:
+        assert args.startswith("('127."), args
+    for _, args in [e for e in events if e[0] in ("socket.connect", "socket.bind")]:
+        assert args.startswith("(('127."), args
 
 
 def test_server_never_binds_a_non_loopback_address(kube: Sim) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, pki
+from . import TALOSCTL_VERSION, pki, releases
 from . import machineconfig as mc
 from . import nodes as N
 from . import patch as mpatch
@@ -24,16 +26,6 @@ from .cli import Ctx, Fail, command, endpoint_host
 from .commands_gen import _table, load_patches
 from .flags import Flag
 from .state import State, now, wait_until
-
-SHA = {
-    "v1.7.0": "70fb41ff",
-    "v1.7.7": "68794084",
-    "v1.8.0": "5cc935f7",
-    "v1.8.4": "3c151c8a",
-    "v1.9.6": "d6f6e92b",
-}
-GO = {"1.7": "go1.22.2", "1.8": "go1.22.7", "1.9": "go1.23.4"}
-K8S_MAX = {"1.6": "1.29", "1.7": "1.30", "1.8": "1.31", "1.9": "1.32"}
 
 
 class RPC(Exception):
@@ -476,15 +468,15 @@ def _print_resources(ctx: Ctx, kind: str, fmt: str, results: list[dict[str, Any]
 
 # -- version ----------------------------------------------------------------------------------
 def _version_block(tag: str, node: str | None = None) -> str:
-    minor = ".".join(tag.lstrip("v").split(".")[:2])
+    facts = releases.tag_facts(tag)  # SHA and Go of each tag: talosim/data/releases.yaml
     lines = []
     if node:
         lines.append(f"\tNODE:        {node}")
     lines += [
         f"\tTag:         {tag}",
-        f"\tSHA:         {SHA.get(tag, '00000000')}",
+        f"\tSHA:         {facts.get('sha', '00000000')}",
         "\tBuilt:       ",
-        f"\tGo version:  {GO.get(minor, 'go1.22.2')}",
+        f"\tGo version:  {facts.get('go', 'go1.22.2')}",
         "\tOS/Arch:     linux/amd64",
     ]
     if node:
@@ -529,7 +521,15 @@ def version(ctx: Ctx) -> None:
 
 
 # -- apply-config -----------------------------------------------------------------------------
-MODES = ("auto", "interactive", "no-reboot", "reboot", "staged", "try")
+# talosctl's --mode values: interactive is gone from 1.13, reboot from 1.14 (releases.yaml)
+MODES = tuple(
+    m
+    for m in ("auto", "interactive", "no-reboot", "reboot", "staged", "try")
+    if not (
+        m == "interactive" and releases.since("apply_mode_interactive_removed", TALOSCTL_VERSION)
+    )
+    and not (m == "reboot" and releases.since("apply_mode_reboot_removed", TALOSCTL_VERSION))
+)
 
 
 def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | None:
@@ -692,7 +692,11 @@ def _apply_maintenance(ctx: Ctx, ip: str, docs: list[Any], raw: str) -> None:
             node,
             [
                 (0.0, "installing", {}),
-                (settings["install_seconds"], "rebooting", {"talos_version": tag}),
+                (
+                    settings["install_seconds"],
+                    "rebooting",
+                    {"talos_version": tag, "bootloader": releases.bootloader_for_install(tag)},
+                ),
                 (settings["reboot_seconds"], "booting", {}),
                 (settings["boot_seconds"], "running", {}),
             ],
@@ -710,6 +714,13 @@ def _diff(old: str, new: str) -> str:
 
 def _apply_running(ctx: Ctx, node: dict[str, Any], docs: list[Any], raw: str, mode: str) -> None:
     state = ctx.state
+    no_reboots = releases.since("apply_mode_reboot_removed", node["talos_version"])
+    if no_reboots and mode == "reboot":
+        # a 1.14 node refuses REBOOT outside maintenance (v1alpha1_server.go @v1.14.0-rc.1)
+        raise RPC(
+            "Unimplemented",
+            "the REBOOT mode is not supported, please use AUTO or NO_REBOOT modes instead",
+        )
     doc = _check_config(node, docs)
     old = node["config"]
     if doc["machine"]["type"] != old["machine"]["type"]:
@@ -719,6 +730,8 @@ def _apply_running(ctx: Ctx, node: dict[str, Any], docs: list[Any], raw: str, mo
             "machine type can't be changed\n\n",
         )
     needs_reboot = doc["machine"].get("install") != old["machine"].get("install")
+    if no_reboots:
+        needs_reboot = False  # from 1.14 AUTO means NO_REBOOT, which never asks for a reboot
     old_text, new_text = mc.encode(old), mc.encode(doc)
     if mode == "auto":
         details = (
@@ -769,6 +782,52 @@ def _apply_running(ctx: Ctx, node: dict[str, Any], docs: list[Any], raw: str, mo
         N.advance(node, N.stuck_stage(state, node["ip"]))
         state.save_node(node)
     ctx.err(details + "\n")
+
+
+# -- bootstrap --------------------------------------------------------------------------------
+@command(
+    "bootstrap",
+    flags=[
+        Flag("recover-from", help="recover etcd state from the snapshot"),
+        Flag(
+            "recover-skip-hash-check",
+            "bool",
+            help="skip integrity check when recovering etcd (use when recovering from data directory copy)",
+        ),
+    ],
+)
+def bootstrap(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    single(conn, "bootstrap")
+
+    def one(node: dict[str, Any]) -> None:
+        state = ctx.state
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            if not N.is_controlplane(node):
+                raise RPC(
+                    "FailedPrecondition", "bootstrap can only be performed on a control plane node"
+                )
+            if node["stage"] not in ("running",):
+                raise RPC("FailedPrecondition", "bootstrap is not available yet")
+            cluster = N.cluster_of(state, node)
+            assert cluster is not None
+            if cluster.get("bootstrapped"):
+                raise RPC("AlreadyExists", "etcd data directory is not empty")
+            cluster.update(
+                {
+                    "bootstrapped": True,
+                    "bootstrap_node": node["ip"],
+                    "bootstrapped_at": now(),
+                    "k8s_ca": node["config"]["cluster"]["ca"],
+                    "kubernetes_version": node.get("kubelet_version"),
+                }
+            )
+            state.save_cluster(cluster)
+            N.event(node, "bootstrap")
+            state.save_node(node)
+
+    for_each(conn, "bootstrap", one, "error executing bootstrap")
 
 
 # -- health -----------------------------------------------------------------------------------
@@ -926,12 +985,13 @@ def health(ctx: Ctx) -> None:
     ctx.err(f"discovered nodes: [{' '.join(json.dumps(x) for x in cps + workers)}]\n")
     minor = tuple(int(x) for x in node["talos_version"].lstrip("v").split(".")[:2])
     checks = CHECKS_18 if minor >= (1, 8) else CHECKS_17
+    skips = releases.health_skips(node["talos_version"], node.get("config") or {})
     deadline = time.time() + ctx["wait-timeout"]
     for name in checks:
         ctx.err(f"waiting for {name}: ...\n")
         last = None
         while True:
-            result = _check(state, name, cps, workers)
+            result = "SKIP" if name in skips else _check(state, name, cps, workers)
             if result is None or result == "SKIP":
                 ctx.err(f"waiting for {name}: {'OK' if result is None else 'SKIP'}\n")
                 break
@@ -1101,11 +1161,14 @@ def _image_version(image: str) -> str:
     tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
     import re
 
-    if not re.fullmatch(r"v\d+\.\d+\.\d+", tag):
+    if not re.fullmatch(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", tag):
         raise RPC(
             "Unknown",
             f'error validating installer image "{image}": emulator: installer tags must be vX.Y.Z',
         )
+    missing = releases.installer_image_problem(image, tag)  # no ghcr installer from 1.14
+    if missing:
+        raise RPC("Unknown", f'error validating installer image "{image}": {missing}')
     return tag
 
 
@@ -1115,7 +1178,7 @@ def _image_version(image: str) -> str:
         Flag(
             "image",
             short="i",
-            default=f"ghcr.io/siderolabs/installer:{TALOSCTL_VERSION}",
+            default=releases.default_installer_image(TALOSCTL_VERSION),
             help="the container image to use for performing the install",
         ),
         Flag(
@@ -1158,7 +1221,10 @@ def upgrade(ctx: Ctx) -> None:
         version = _image_version(ctx["image"])
         with state.locked():
             node = N.load(state, node["ip"]) or node
-            if N.is_controlplane(node) and not ctx["force"]:
+            # LifecycleService.Upgrade (talosctl and node >= 1.13) has no etcd quorum guard
+            lifecycle = releases.uses_lifecycle_upgrade(TALOSCTL_VERSION, node["talos_version"])
+            lifecycle = lifecycle and not ctx.flags.values.get("legacy")
+            if N.is_controlplane(node) and not ctx["force"] and not lifecycle:
                 _upgrade_checks(state, node, ctx["preserve"])
             boot_ids[node["ip"]] = node["boot_id"]
             settings = state.fleet()["settings"]
@@ -1171,6 +1237,9 @@ def upgrade(ctx: Ctx) -> None:
                 node["upgrade_failure"] = None
             else:
                 seq_fault = N.take_fault(state, node["ip"], "upgrade-sequence", ("error",))
+                seq_fault = seq_fault or releases.installer_preflight(
+                    node["talos_version"], version
+                )
                 rollback = N.take_fault(state, node["ip"], "upgrade", ("rollback",))
                 N.event(node, "upgrade", image=ctx["image"], failed=bool(seq_fault))
                 if seq_fault:
@@ -1190,7 +1259,14 @@ def upgrade(ctx: Ctx) -> None:
                         node,
                         [
                             (0.0, "upgrading", {"unschedulable": True}),
-                            (settings["upgrade_seconds"], "rebooting", {"talos_version": new}),
+                            (
+                                settings["upgrade_seconds"],
+                                "rebooting",
+                                {
+                                    "talos_version": new,
+                                    **releases.boot_after_upgrade(node, lifecycle),
+                                },
+                            ),
                             (settings["reboot_seconds"], "booting", {}),
                             (settings["boot_seconds"], "running", {"unschedulable": False}),
                         ],
@@ -1315,6 +1391,80 @@ def reboot(ctx: Ctx) -> None:
     for_each(conn, "reboot", one, "error executing reboot")
 
 
+@command(
+    "reset",
+    flags=[
+        Flag(
+            "graceful",
+            "bool",
+            default=True,
+            help="if true, attempt to cordon/drain node and leave etcd (if applicable)",
+        ),
+        Flag(
+            "reboot",
+            "bool",
+            help="if true, reboot the node after resetting instead of shutting down",
+        ),
+        Flag(
+            "insecure",
+            "bool",
+            help="reset using the insecure (encrypted with no auth) maintenance service",
+        ),
+        Flag(
+            "wipe-mode",
+            default="all",
+            choices=("all", "system-disk", "user-disks"),
+            help="disk reset mode",
+        ),
+        Flag("user-disks-to-wipe", "strings", help="if set, wipes defined devices in the list"),
+        Flag(
+            "system-labels-to-wipe",
+            "strings",
+            help="if set, just wipe selected system disk partitions by label but keep other partitions intact",
+        ),
+        *TRACKER_FLAGS,
+    ],
+)
+def reset(ctx: Ctx) -> None:
+    if ctx["wait"] and ctx["insecure"]:
+        raise Fail("cannot use --wait and --insecure together")
+    conn = Conn(ctx, ctx["insecure"])
+    state = ctx.state
+
+    def one(node: dict[str, Any]) -> None:
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            settings = state.fleet()["settings"]
+            wiped = {
+                "config": None,
+                "config_text": None,
+                "cluster_id": None,
+                "kubelet_version": None,
+                "staged_config": None,
+                "staged_upgrade": None,
+                "unschedulable": False,
+                "booted_once": False,
+            }
+            if ctx["reboot"]:
+                N.schedule(
+                    node,
+                    [
+                        (0.0, "resetting", {}),
+                        (0.0, "rebooting", wiped),
+                        (settings["reboot_seconds"], "maintenance", {}),
+                    ],
+                )
+            else:
+                N.schedule(node, [(0.0, "resetting", {}), (0.0, "off", wiped)])
+            N.event(node, "reset", reboot=ctx["reboot"])
+            N.advance(node, N.stuck_stage(state, node["ip"]))
+            state.save_node(node)
+        if ctx["wait"]:
+            ctx.err(f'"{node["ip"]}": events check condition met\n')
+
+    for_each(conn, "reset", one, "error executing reset")
+
+
 # -- upgrade-k8s ------------------------------------------------------------------------------
 def _minor(v: str) -> tuple[int, int]:
     a = v.lstrip("v").split(".")
@@ -1395,8 +1545,8 @@ def upgrade_k8s(ctx: Ctx) -> None:
             f'(from "{frm}" to "{to}")'
         )
     for r in recs:
-        tmin = ".".join(r["talos_version"].lstrip("v").split(".")[:2])
-        cap = K8S_MAX.get(tmin)
+        played = releases.is_played(r["talos_version"])
+        cap = releases.kubernetes_max_minor(r["talos_version"]) if played else None
         if cap and _minor(to) > _minor(cap):
             raise Fail(
                 f"error creating upgrade path: Kubernetes {to} is not supported by Talos "
@@ -1527,3 +1677,128 @@ def _k8s_step(ctx: Ctx, ip: str, change: Any, kubelet: str | None = None) -> Non
             r["kubelet_version"] = kubelet
         r["resource_version"] = r.get("resource_version", 1) + 1
         state.save_node(r)
+
+
+# -- etcd -------------------------------------------------------------------------------------
+def _cp_only(node: dict[str, Any], what: str) -> None:
+    if not N.is_controlplane(node):
+        raise RPC("Unimplemented", f"{what} is only available on control plane nodes")
+
+
+def _etcd_node(
+    ctx: Ctx, conn: Conn, ip: str, command: str, what: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A control plane of a bootstrapped cluster whose etcd runs, or an RPC error."""
+    node = conn.target(ip, command)
+    _cp_only(node, what)
+    cluster = N.cluster_of(ctx.state, node)
+    if cluster is None or not N.etcd_healthy(ctx.state, node, cluster):
+        raise RPC("Unknown", "etcd is not running")
+    return node, cluster
+
+
+@command("etcd snapshot", nargs=(1, 1), use="talosctl etcd snapshot <path>")
+def etcd_snapshot(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    ip = single(conn, "etcd snapshot")
+    try:
+        _, cluster = _etcd_node(ctx, conn, ip, "etcd snapshot", "etcd snapshot")
+    except RPC as e:
+        raise Fail(f"error reading file: {e}") from None
+    body = json.dumps(
+        {
+            "talosim": "etcd snapshot",
+            "cluster": cluster["name"],
+            "taken": now(),
+            "members": [m["ip"] for m in N.members(ctx.state, cluster)],
+            "kubernetes_version": cluster.get("kubernetes_version"),
+        }
+    ).encode()
+    data = body + b"\0" * (4096 - len(body) % 4096)
+    data += hashlib.sha256(data).digest()
+    path = ctx.args[0]
+    part = path + ".part"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    ctx.out(f'etcd snapshot saved to "{path}" ({len(data)} bytes)\n')
+    ctx.out(
+        f"snapshot info: hash {hashlib.sha256(data).hexdigest()[:8]}, revision "
+        f"{int(now()) % 100000}, total keys {len(N.members(ctx.state, cluster)) * 100}, "
+        f"total size {len(data)}\n"
+    )
+
+
+@command("etcd members")
+def etcd_members(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    rows = [["NODE", "ID", "HOSTNAME", "PEER URLS", "CLIENT URLS", "LEARNER"]]
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node, cluster = _etcd_node(ctx, conn, ip, "etcd members", "member list")
+        except RPC as e:
+            errs.append(f"{ip}: {e}")
+            continue
+        for m in N.members(ctx.state, cluster):
+            rows.append(
+                [
+                    ip,
+                    N.member_id(m),
+                    N.hostname(m),
+                    f"https://{m['ip']}:2380",
+                    f"https://{m['ip']}:2379",
+                    "false",
+                ]
+            )
+    if errs:
+        raise Fail("error getting members: " + multierror(errs))
+    ctx.out(_table(rows))
+
+
+@command("etcd status")
+def etcd_status(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    rows = [
+        [
+            "NODE",
+            "MEMBER",
+            "DB SIZE",
+            "IN USE",
+            "LEADER",
+            "RAFT INDEX",
+            "RAFT TERM",
+            "RAFT APPLIED INDEX",
+            "LEARNER",
+            "ERRORS",
+        ]
+    ]
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node, cluster = _etcd_node(ctx, conn, ip, "etcd status", "etcd status")
+        except RPC as e:
+            errs.append(f"{ip}: {e}")
+            continue
+        mem = N.members(ctx.state, cluster)
+        leader = mem[0] if mem else node
+        rows.append(
+            [
+                ip,
+                N.member_id(node),
+                "12 MB",
+                "7.0 MB (58.21%)",
+                N.member_id(leader or node),
+                "1234",
+                "2",
+                "1234",
+                "false",
+                "",
+            ]
+        )
+    if errs:
+        raise Fail("error getting status: " + multierror(errs))
+    ctx.out(_table(rows))

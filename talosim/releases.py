@@ -235,3 +235,37 @@ def decoding_schema(minor: tuple[int, int]) -> dict[str, Any]:
             for key, sub in bprops.items():
                 props.setdefault(key, copy.deepcopy(sub))
     return merged
+
+
+# -- health ------------------------------------------------------------------------------------
+# pkg/cluster/check/default.go @v1.13.9: both checks return ErrSkipAssertion when the
+# BootstrapManifestsConfig's CNI name is "none" (the cluster brings its own CNI later)
+READINESS_CHECKS_WITHOUT_CNI = ("all k8s nodes to report ready", "coredns to report ready")
+
+
+def health_skips(node_version: str, config: dict[str, Any]) -> set[str]:
+    """The health checks a node of this version skips for this machine config."""
+    cni = (((config.get("cluster") or {}).get("network") or {}).get("cni") or {}).get("name")
+    if cni == "none" and since("health_skips_readiness_without_cni", node_version):
+        return set(READINESS_CHECKS_WITHOUT_CNI)
+    return set()
+
+
+def installer_preflight(host: str, target: str) -> dict[str, str] | None:
+    """The upgrade sequence's failure when the target's installer refuses the host version.
+
+    cmd/installer/pkg/install/preflight.go runs UpgradeableFrom inside the upgrade and wraps
+    its error as "pre-flight checks failed: ..."; the node stays on its version.
+    """
+    refusal = upgrade_refusal(host, target)
+    return {"message": f"pre-flight checks failed: {refusal}"} if refusal else None
+
+
+def boot_after_upgrade(node: dict[str, Any], lifecycle: bool) -> dict[str, Any]:
+    """Node fields that change when it boots the upgraded system (its kernel arguments)."""
+    install = ((node.get("config") or {}).get("machine") or {}).get("install") or {}
+    bootloader = node.get("bootloader") or "grub"  # nodes installed before 1.10 boot GRUB
+    args = kernel_args_after_upgrade(bootloader, install, lifecycle)
+    if args is None:
+        return {"kernel_args": list(install.get("extraKernelArgs") or [])}
+    return {"kernel_args": args}

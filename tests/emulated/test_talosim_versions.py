@@ -35,9 +35,16 @@ class VersionedSim(Sim):
             self.version = old
 
 
-def build_cluster_at(sim: VersionedSim, talos: str) -> None:
-    """A bootstrapped cluster (cp 127.0.10.1, worker 127.0.10.2) of nodes running `talos`."""
-    minor = ".".join(talos.lstrip("v").split(".")[:2])
+def build_cluster_at(
+    sim: VersionedSim, talos: str, contract: str | None = None, patch: str | None = None
+) -> None:
+    """A bootstrapped cluster (cp 127.0.10.1, worker 127.0.10.2) of nodes running `talos`.
+
+    The config contract is the release's minor unless `contract` pins another one; `patch` is a
+    strategic-merge patch for both machine types.
+    """
+    minor = (contract or ".".join(talos.lstrip("v").split(".")[:2])).lstrip("v")
+    extra = ["--config-patch", patch] if patch else []
     fleet = ["fleet", "create", "--nodes", "127.0.10.1-2", "--controlplanes", "127.0.10.1"]
     steps = [
         [*fleet, "--talos-version", talos],
@@ -59,6 +66,7 @@ def build_cluster_at(sim: VersionedSim, talos: str) -> None:
             "out",
             "--with-docs=false",
             "--with-examples=false",
+            *extra,
         ],
         ["apply-config", "--insecure", "-n", "127.0.10.1", "-f", "out/controlplane.yaml"],
         ["apply-config", "--insecure", "-n", "127.0.10.2", "-f", "out/worker.yaml"],
@@ -115,12 +123,44 @@ def vsim(tmp_path: Path) -> Any:
     s.destroy()
 
 
+@pytest.fixture(scope="session")
+def cluster_templates(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Clusters built once per (release, contract, patch) in this session, copied per case."""
+    built: dict[tuple[str, str | None, str | None], VersionedSim] = {}
+
+    def get(talos: str, contract: str | None, patch: str | None, dest: Path) -> VersionedSim:
+        key = (talos, contract, patch)
+        if key not in built:
+            tpl = VersionedSim(tmp_path_factory.mktemp("versions") / "tpl")
+            build_cluster_at(tpl, talos, contract, patch)
+            built[key] = tpl
+        copy = built[key].copy_to(dest)
+        out = VersionedSim(copy.base)
+        return out
+
+    yield get
+    for tpl in built.values():
+        tpl.destroy()
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_talosim_version_contract(case: Path, vsim: VersionedSim) -> None:
+def test_talosim_version_contract(
+    case: Path, vsim: VersionedSim, cluster_templates: Any, tmp_path: Path
+) -> None:
     spec: dict[str, Any] = yaml.safe_load(case.read_text())
-    vsim.version = spec.get("talosctl", "v1.7.0")
     if spec.get("cluster_at"):
-        build_cluster_at(vsim, spec["cluster_at"])
+        at = spec["cluster_at"]
+        at = at if isinstance(at, dict) else {"talos": at}
+        vsim = cluster_templates(at["talos"], at.get("contract"), at.get("patch"), tmp_path / "c")
+    vsim.version = spec.get("talosctl", "v1.7.0")
+    try:
+        _run_case(spec, vsim)
+    finally:
+        if spec.get("cluster_at"):
+            vsim.destroy()
+
+
+def _run_case(spec: dict[str, Any], vsim: VersionedSim) -> None:
     for step in spec.get("setup", []):
         if isinstance(step, dict):
             r = vsim.at(step["talosctl"], *step["args"])

@@ -226,7 +226,7 @@ def unsupported(flag: str, cmd: Command) -> str:
 
 def main(argv: list[str]) -> int:
     # Handlers live in other modules; importing registers them.
-    from . import commands_gen, commands_node, fleet  # noqa: F401
+    from . import commands_etcd, commands_gen, commands_node, fleet  # noqa: F401
 
     state = State()
     start = time.time()

@@ -276,7 +276,10 @@ def pod_objects(state: State, cluster: dict[str, Any]) -> list[dict[str, Any]]:
                     {"k8s-app": comp, "tier": "control-plane"},
                 )
             )
-    for n in nodes[:2]:
+            # static pods are mirror pods, which `kubectl drain` leaves alone
+            pods[-1]["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "emulated"}
+    # a Deployment's pods: a cordoned node's are rescheduled (evicted) onto the others
+    for n in [n for n in nodes if not n.get("unschedulable")][:2]:
         pods.append(
             _pod(
                 f"coredns-64b67fc8fd-{hashlib.md5(n['ip'].encode()).hexdigest()[:5]}",
@@ -352,8 +355,19 @@ def namespace_objects(cluster: dict[str, Any]) -> list[dict[str, Any]]:
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
         }
-        for ns in ("default", "kube-node-lease", "kube-public", "kube-system")
+        for ns in (*BUILTIN_NAMESPACES, *user_namespaces(cluster))
     ]
+
+
+NS_KEY = "/registry/namespaces/"
+BUILTIN_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+
+
+def user_namespaces(cluster: dict[str, Any]) -> list[str]:
+    """Namespaces clients created: kept in the cluster's etcd data (talosim/commands_etcd.py),
+    so they survive exactly as long as etcd does, and come back from a snapshot."""
+    keys = (cluster.get("etcd_data") or {}).get("keys") or {}
+    return sorted(k.removeprefix(NS_KEY) for k in keys if k.startswith(NS_KEY))
 
 
 def table(kind: str, objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -628,6 +642,8 @@ class Handler(BaseHTTPRequestHandler):
         sel = q.get("fieldSelector", "")
         if sel.startswith("metadata.name="):
             objs = [o for o in objs if o["metadata"]["name"] == sel.split("=", 1)[1]]
+        if sel.startswith("spec.nodeName=") and kind == "Pod":  # kubectl drain's pod list
+            objs = [o for o in objs if o["spec"]["nodeName"] == sel.split("=", 1)[1]]
         if q.get("watch") in ("1", "true"):
             return self._watch(kind, parts, q)
         if name is not None:
@@ -722,12 +738,51 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.server.touch()
-        if self._authenticated():
-            self._status(
-                405, "MethodNotAllowed", "emulated API server: read-only except node patch"
+        if not self._authenticated():
+            return
+        path = urlsplit(self.path).path.rstrip("/")
+        if path != "/api/v1/namespaces":
+            return self._status(
+                405,
+                "MethodNotAllowed",
+                "emulated API server: read-only except node patch/delete and namespace create",
             )
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            name = json.loads(self.rfile.read(length) or b"{}")["metadata"]["name"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return self._status(400, "BadRequest", "invalid namespace body")
+        state = self.server.state
+        with state.locked():
+            cluster = self._cluster()
+            data = cluster.get("etcd_data") or {"revision": 1, "keys": {}}
+            if name in BUILTIN_NAMESPACES or NS_KEY + name in data["keys"]:
+                return self._status(409, "AlreadyExists", f'namespaces "{name}" already exists')
+            data["keys"][NS_KEY + name] = json.dumps({"name": name})
+            data["revision"] = int(data.get("revision", 1)) + 1
+            cluster["etcd_data"] = data
+            state.save_cluster(cluster)
+        obj = next(o for o in namespace_objects(cluster) if o["metadata"]["name"] == name)
+        self._send(201, obj)
 
-    do_PUT = do_DELETE = do_POST
+    def do_DELETE(self) -> None:
+        self.server.touch()
+        if not self._authenticated():
+            return
+        parts = urlsplit(self.path).path.rstrip("/").split("/")[3:]
+        if len(parts) != 2 or parts[0] != "nodes":
+            return self._status(405, "MethodNotAllowed", "the server does not allow this method")
+        state, cluster = self.server.state, self._cluster()
+        target = next(
+            (n for n in _cluster_nodes(state, cluster) if N.hostname(n) == parts[1]), None
+        )
+        if target is None:
+            return self._status(404, "NotFound", f'nodes "{parts[1]}" not found')
+        # The object of a machine that still runs its kubelet is registered again at once, so
+        # the Node (derived from the machine) stays; after a reset it is gone for good.
+        self._send(200, node_object(target, cluster))
+
+    do_PUT = do_POST
 
 
 class Server(ThreadingHTTPServer):

@@ -212,7 +212,12 @@ def members(state: State, cluster: dict[str, Any] | None) -> list[dict[str, Any]
     out = []
     for n in state.nodes():
         n = refresh(state, n)
-        if n.get("cluster_id") == cluster["id"] and is_controlplane(n) and n.get("booted_once"):
+        if (
+            n.get("cluster_id") == cluster["id"]
+            and is_controlplane(n)
+            and n.get("booted_once")
+            and not n.get("etcd_left")  # `etcd leave` / remove-member (commands_etcd.py)
+        ):
             out.append(n)
     out.sort(key=lambda n: (n["ip"] != cluster.get("bootstrap_node"), n["ip"]))
     return out
@@ -229,6 +234,8 @@ def etcd_healthy(state: State, node: dict[str, Any], cluster: dict[str, Any] | N
         return False
     if node["stage"] not in ("running", "booting"):
         return False
+    if node.get("etcd_left") or node.get("etcd_wiped"):
+        return False  # left etcd, or lost its data without leaving (commands_etcd.py)
     return not any(f["node"] == node["ip"] and f["kind"] == "etcd-down" for f in state.faults())
 
 

@@ -1,0 +1,597 @@
+"""talosctl commands about etcd: bootstrap (and recovery from a snapshot), reset, etcd *.
+
+What is modelled, and from where (siderolabs/talos v1.9.0 unless noted):
+- the etcd data of a cluster is a key/value store in its record (`etcd_data`); the emulated
+  Kubernetes API keeps the objects it lets clients create there, so they survive exactly as long
+  as etcd does.
+- `etcd snapshot` writes that store (bbolt stands in for JSON) followed by the sha256 of what
+  precedes it, the trailer `etcdctl snapshot save` appends; `bootstrap --recover-from` uploads it,
+  and the etcd service restores it at start (internal/app/machined/pkg/system/services/etcd.go,
+  recoverFromSnapshot): a single-member cluster of the recovering node, which the other control
+  planes join once their data directories are empty.
+- `reset` validates its request as machined does (internal/app/machined/internal/server/
+  v1alpha1/v1alpha1_server.go, Reset) and runs the reset sequence (internal/app/machined/pkg/
+  runtime/v1alpha1/v1alpha1_sequencer.go, Reset): a graceful reset cordons the node and, on a
+  control plane, leaves etcd first (v1alpha1_sequencer_tasks.go, LeaveEtcd), which fails when
+  etcd would lose its last member or its quorum; the reset then stops and the node keeps running.
+- a control plane whose EPHEMERAL partition is wiped without leaving etcd stays in the member list
+  but its etcd cannot start again (its member still exists) until the member is removed or the
+  cluster is recovered; when every member's data is gone, etcd waits for a bootstrap again.
+- a control plane wiped entirely without leaving stays in the member list as a dead member until
+  `etcd remove-member` removes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from . import nodes as N
+from .cli import Ctx, Fail, command
+from .commands_gen import _table
+from .commands_node import RPC, TRACKER_FLAGS, Conn, for_each, multierror, single
+from .flags import Flag
+from .state import State, now
+
+# The system partitions a reset may wipe by label (VolumeStatus IDs of the system disk).
+SYSTEM_LABELS = ("EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL")
+# etcd's rpctypes errors (go.etcd.io/etcd/api/v3/v3rpc/rpctypes/error.go)
+ERR_NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
+ERR_UNHEALTHY = "etcdserver: unhealthy cluster"
+ERR_MEMBER_NOT_FOUND = "etcdserver: member not found"
+
+
+# -- the etcd model -------------------------------------------------------------------------------
+def new_data() -> dict[str, Any]:
+    return {"revision": 1, "keys": {}}
+
+
+def stale_members(cluster: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Members whose machine was wiped without leaving etcd: listed, never healthy."""
+    return list((cluster or {}).get("stale_members") or [])
+
+
+def member_rows(state: State, cluster: dict[str, Any]) -> list[dict[str, str]]:
+    """Every entry of the member list: live members (wiped ones included), then dead ones."""
+    rows = [
+        {"ip": m["ip"], "id": N.member_id(m), "hostname": N.hostname(m)}
+        for m in N.members(state, cluster)
+    ]
+    return rows + [dict(s) for s in stale_members(cluster)]
+
+
+def holders(state: State, cluster: dict[str, Any], without: str) -> list[dict[str, Any]]:
+    """Members other than `without` that still hold the cluster's etcd data."""
+    return [m for m in N.members(state, cluster) if m["ip"] != without and not m.get("etcd_wiped")]
+
+
+def _remove_check(state: State, cluster: dict[str, Any], ip: str) -> str | None:
+    """etcd's mayRemoveMember (server/etcdserver/server.go, strict reconfig check)."""
+    rows = member_rows(state, cluster)
+    others = [r for r in rows if r["ip"] != ip]
+    started = [
+        r
+        for r in others
+        if (n := N.load(state, r["ip"])) is not None and N.etcd_healthy(state, n, cluster)
+    ]
+    if len(started) < len(others) // 2 + 1:
+        return ERR_NOT_ENOUGH_STARTED
+    # protect quorum when some members are down: active - 1 < 1 + (len(m) - 1) / 2
+    active = len(started) + 1
+    if active - 1 < 1 + (len(rows) - 1) // 2:
+        return ERR_UNHEALTHY
+    return None
+
+
+def _lose_data(state: State, cluster: dict[str, Any]) -> None:
+    """No member holds the data any more: etcd waits for `talosctl bootstrap` again."""
+    cluster.update(
+        {"bootstrapped": False, "bootstrap_node": None, "etcd_data": None, "stale_members": []}
+    )
+    for n in state.nodes():
+        if n.get("cluster_id") == cluster["id"] and n.get("etcd_wiped"):
+            n["etcd_wiped"] = False
+            n["etcd_waiting"] = True
+            state.save_node(n)
+
+
+# -- bootstrap --------------------------------------------------------------------------------
+def _snapshot_status(path: str) -> dict[str, Any]:
+    """etcdutl's snapshot Status: the database must open; returns its content and hash state."""
+    try:
+        raw = open(path, "rb").read()  # noqa: SIM115
+    except OSError as e:
+        raise Fail(f"open {path}: {e.strerror.lower() if e.strerror else e}") from None
+    has_hash = len(raw) % 512 == 32
+    body = raw[:-32] if has_hash else raw
+    try:
+        doc = json.loads(body.rstrip(b"\0"))
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("talosim") != "etcd snapshot":
+        raise Fail("invalid database")
+    return {"doc": doc, "raw": raw, "has_hash": has_hash, "body": body}
+
+
+@command(
+    "bootstrap",
+    flags=[
+        Flag("recover-from", help="recover etcd state from the snapshot"),
+        Flag(
+            "recover-skip-hash-check",
+            "bool",
+            help="skip integrity check when recovering etcd (use when recovering from data directory copy)",
+        ),
+    ],
+)
+def bootstrap(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    single(conn, "bootstrap")
+    snap = None
+    if ctx["recover-from"]:
+        # cmd/talosctl/cmd/talos/bootstrap.go: Status first, then upload, then Bootstrap
+        snap = _snapshot_status(ctx["recover-from"])
+        doc = snap["doc"]
+        ctx.out(
+            f'recovering from snapshot "{ctx["recover-from"]}": hash '
+            f"{hashlib.sha256(snap['raw']).hexdigest()[:8]}, revision {doc.get('revision', 1)}, "
+            f"total keys {len((doc.get('data') or {}).get('keys') or {})}, "
+            f"total size {len(snap['raw'])}\n"
+        )
+
+    def one(node: dict[str, Any]) -> None:
+        state = ctx.state
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            if node["stage"] not in ("running",):
+                raise RPC("FailedPrecondition", "bootstrap is not available yet")
+            if not N.is_controlplane(node):
+                raise RPC(
+                    "FailedPrecondition", "bootstrap can only be performed on a control plane node"
+                )
+            cluster = N.cluster_of(state, node)
+            assert cluster is not None
+            if cluster.get("bootstrapped"):
+                raise RPC("AlreadyExists", "etcd data directory is not empty")
+            data = new_data()
+            if snap is not None:
+                err = _recover_error(snap, ctx["recover-skip-hash-check"])
+                if err:
+                    # The RPC succeeds; the etcd service fails at start (recoverFromSnapshot).
+                    N.event(node, "etcd", error=f"error recovering from the snapshot: {err}")
+                    node["etcd_waiting"] = True
+                    state.save_node(node)
+                    return
+                data = dict(snap["doc"].get("data") or new_data())
+                data["revision"] = int(data.get("revision", 1)) + 1
+            cluster.update(
+                {
+                    "bootstrapped": True,
+                    "bootstrap_node": node["ip"],
+                    "bootstrapped_at": cluster.get("bootstrapped_at") or now(),
+                    "k8s_ca": node["config"]["cluster"]["ca"],
+                    "kubernetes_version": cluster.get("kubernetes_version")
+                    or node.get("kubelet_version"),
+                    "etcd_data": data,
+                    "stale_members": [],
+                }
+            )
+            state.save_cluster(cluster)
+            # every other control plane joins the new cluster with an empty data directory
+            for n in state.nodes():
+                if n.get("cluster_id") == cluster["id"] and (
+                    n.get("etcd_wiped") or n.get("etcd_waiting") or n.get("etcd_left")
+                ):
+                    n.update({"etcd_wiped": False, "etcd_waiting": False, "etcd_left": False})
+                    if n["ip"] != node["ip"]:
+                        state.save_node(n)
+            node.update({"etcd_wiped": False, "etcd_waiting": False, "etcd_left": False})
+            N.event(node, "bootstrap", recovered=snap is not None)
+            state.save_node(node)
+
+    for_each(conn, "bootstrap", one, "error executing bootstrap")
+
+
+def _recover_error(snap: dict[str, Any], skip_hash: bool) -> str | None:
+    """etcdutl's snapshot restore hash check (etcdutl/snapshot/v3_snapshot.go, saveDB)."""
+    if snap["has_hash"] and not skip_hash:
+        want = snap["raw"][-32:]
+        got = hashlib.sha256(snap["body"]).digest()
+        if want != got:
+            return f"expected sha256 {list(want)}, got {list(got)}".replace(",", "")
+    if not snap["has_hash"] and not skip_hash:
+        return "snapshot missing hash but --skip-hash-check=false"
+    return None
+
+
+# -- reset ------------------------------------------------------------------------------------
+def _validate_reset(ctx: Ctx, node: dict[str, Any]) -> list[str]:
+    """machined's Reset request checks; returns the system labels to wipe."""
+    mode = ctx["wipe-mode"]
+    disks = ctx["user-disks-to-wipe"]
+    labels = list(ctx["system-labels-to-wipe"])
+    if disks:
+        if mode == "system-disk":
+            raise RPC(
+                "Unknown",
+                "reset failed: invalid input, wipe mode SYSTEM_DISK doesn't support "
+                "UserDisksToWipe parameter",
+            )
+        known = {d["path"] for d in node.get("disks") or []}
+        system = ((node.get("config") or {}).get("machine") or {}).get("install", {}).get("disk")
+        for d in disks:
+            if d not in known:
+                raise RPC("Unknown", f"reset user disk failed: device {d} wasn't found")
+            if d == system:
+                raise RPC("Unknown", f"reset user disk failed: device {d} is the system disk")
+    if labels:
+        if mode == "user-disks":
+            raise RPC(
+                "Unknown",
+                "reset failed: invalid input, wipe mode USER_DISKS doesn't support "
+                "SystemPartitionsToWipe parameter",
+            )
+        for label in labels:
+            if label not in SYSTEM_LABELS:
+                raise RPC(
+                    "Unknown",
+                    f'failed to get volume status with label "{label}": resource '
+                    f"VolumeStatuses.block.talos.dev(runtime/{label}@undefined) NotFound",
+                )
+    return labels
+
+
+@command(
+    "reset",
+    flags=[
+        Flag(
+            "graceful",
+            "bool",
+            default=True,
+            help="if true, attempt to cordon/drain node and leave etcd (if applicable)",
+        ),
+        Flag(
+            "reboot",
+            "bool",
+            help="if true, reboot the node after resetting instead of shutting down",
+        ),
+        Flag(
+            "insecure",
+            "bool",
+            help="reset using the insecure (encrypted with no auth) maintenance service",
+        ),
+        Flag(
+            "wipe-mode",
+            default="all",
+            choices=("all", "system-disk", "user-disks"),
+            help="disk reset mode",
+        ),
+        Flag("user-disks-to-wipe", "strings", help="if set, wipes defined devices in the list"),
+        Flag(
+            "system-labels-to-wipe",
+            "strings",
+            help="if set, just wipe selected system disk partitions by label but keep other partitions intact",
+        ),
+        *TRACKER_FLAGS,
+    ],
+)
+def reset(ctx: Ctx) -> None:
+    if ctx["wait"] and ctx["insecure"]:
+        raise Fail("cannot use --wait and --insecure together")
+    conn = Conn(ctx, ctx["insecure"])
+    state = ctx.state
+    failures: list[str] = []
+
+    def one(node: dict[str, Any]) -> None:
+        with state.locked():
+            node = N.load(state, node["ip"]) or node
+            labels = _validate_reset(ctx, node)
+            failure = _reset_sequence(ctx, state, node, labels)
+            N.advance(node, N.stuck_stage(state, node["ip"]))
+            state.save_node(node)
+        if failure:
+            failures.append(f'"{node["ip"]}": {failure}')
+        elif ctx["wait"]:
+            ctx.err(f'"{node["ip"]}": events check condition met\n')
+
+    for_each(conn, "reset", one, "error executing reset")
+    if failures and ctx["wait"]:
+        # the sequence failed after the RPC returned: the tracker reports it, talosctl exits 1
+        for f in failures:
+            ctx.err(f + "\n")
+        raise Fail("", suppress=True)
+
+
+def _reset_sequence(ctx: Ctx, state: State, node: dict[str, Any], labels: list[str]) -> str | None:
+    """The reset sequence of one node; returns the error that stopped it, if any."""
+    settings = state.fleet()["settings"]
+    cluster = N.cluster_of(state, node)
+    graceful, cp = ctx["graceful"], N.is_controlplane(node)
+    member = bool(cp and cluster and any(m["ip"] == node["ip"] for m in N.members(state, cluster)))
+    if graceful and node.get("config"):
+        node["unschedulable"] = True  # the "drain" phase: cordon and drain
+        N.event(node, "cordon")
+    if graceful and member and cluster and not node.get("etcd_wiped"):
+        # LeaveEtcd: only when this node's etcd has data and its service runs or failed
+        err = _remove_check(state, cluster, node["ip"])
+        if err:
+            msg = (
+                f"failed to leave cluster: failed to remove member "
+                f"{int(N.member_id(node), 16)}: {err}"
+            )
+            N.event(node, "reset failed", error=msg)
+            return f"reset failed: {msg}"
+        node["etcd_left"] = True
+        N.event(node, "etcd leave")
+    mode = ctx["wipe-mode"]
+    system = mode in ("all", "system-disk")
+    wipe_state = system and (not labels or "STATE" in labels)
+    wipe_ephemeral = system and (not labels or "EPHEMERAL" in labels)
+    if cp and cluster and member and not node.get("etcd_left") and wipe_ephemeral:
+        _wiped_without_leaving(state, cluster, node, forget=wipe_state)
+    # a node that left etcd and keeps its config joins again as a new member when it boots
+    fields: dict[str, Any] = {"unschedulable": False, "etcd_left": False}
+    if wipe_state:
+        fields.update(
+            {
+                "config": None,
+                "config_text": None,
+                "cluster_id": None,
+                "kubelet_version": None,
+                "staged_config": None,
+                "staged_upgrade": None,
+                "booted_once": False,
+                "etcd_left": False,
+                "etcd_wiped": False,
+                "etcd_waiting": False,
+            }
+        )
+    if ctx["reboot"]:
+        after = "maintenance" if wipe_state else "running"
+        steps = [(0.0, "resetting", {}), (0.0, "rebooting", fields)]
+        if after == "running":
+            steps += [
+                (settings["reboot_seconds"], "booting", {}),
+                (settings["boot_seconds"], after, {}),
+            ]
+        else:
+            steps += [(settings["reboot_seconds"], after, {})]
+        N.schedule(node, steps)
+    else:
+        N.schedule(node, [(0.0, "resetting", {}), (0.0, "off", fields)])
+    N.event(
+        node,
+        "reset",
+        reboot=ctx["reboot"],
+        graceful=graceful,
+        mode=mode,
+        labels=labels,
+        user_disks=list(ctx["user-disks-to-wipe"]),
+    )
+    return None
+
+
+def _wiped_without_leaving(
+    state: State, cluster: dict[str, Any], node: dict[str, Any], *, forget: bool
+) -> None:
+    """A member loses its etcd data without leaving: its entry stays in the member list."""
+    if not holders(state, cluster, node["ip"]):
+        _lose_data(state, cluster)
+        state.save_cluster(cluster)
+        node["etcd_wiped"] = False
+        node["etcd_waiting"] = not forget
+        return
+    if forget:
+        cluster.setdefault("stale_members", []).append(
+            {"ip": node["ip"], "id": N.member_id(node), "hostname": N.hostname(node)}
+        )
+        state.save_cluster(cluster)
+    else:
+        node["etcd_wiped"] = True
+
+
+# -- etcd -------------------------------------------------------------------------------------
+def _cp_only(node: dict[str, Any], what: str) -> None:
+    if not N.is_controlplane(node):
+        raise RPC("Unimplemented", f"{what} is only available on control plane nodes")
+
+
+def _etcd_node(
+    ctx: Ctx, conn: Conn, ip: str, command: str, what: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A control plane of a bootstrapped cluster whose etcd runs, or an RPC error."""
+    node = conn.target(ip, command)
+    _cp_only(node, what)
+    cluster = N.cluster_of(ctx.state, node)
+    if cluster is None or not N.etcd_healthy(ctx.state, node, cluster):
+        raise RPC("Unknown", "etcd is not running")
+    return node, cluster
+
+
+def snapshot_bytes(cluster: dict[str, Any], members: list[str]) -> bytes:
+    """The database (JSON padded to whole pages) followed by its sha256, as etcdctl saves it."""
+    body = json.dumps(
+        {
+            "talosim": "etcd snapshot",
+            "cluster": cluster["name"],
+            "taken": now(),
+            "members": members,
+            "kubernetes_version": cluster.get("kubernetes_version"),
+            "revision": (cluster.get("etcd_data") or new_data()).get("revision", 1),
+            "data": cluster.get("etcd_data") or new_data(),
+        }
+    ).encode()
+    data = body + b"\0" * (4096 - len(body) % 4096)
+    return data + hashlib.sha256(data).digest()
+
+
+@command("etcd snapshot", nargs=(1, 1), use="talosctl etcd snapshot <path>")
+def etcd_snapshot(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    ip = single(conn, "etcd snapshot")
+    try:
+        _, cluster = _etcd_node(ctx, conn, ip, "etcd snapshot", "etcd snapshot")
+    except RPC as e:
+        raise Fail(f"error reading file: {e}") from None
+    data = snapshot_bytes(cluster, [m["ip"] for m in N.members(ctx.state, cluster)])
+    path = ctx.args[0]
+    part = path + ".part"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    keys = len((cluster.get("etcd_data") or {}).get("keys") or {})
+    ctx.out(f'etcd snapshot saved to "{path}" ({len(data)} bytes)\n')
+    ctx.out(
+        f"snapshot info: hash {hashlib.sha256(data).hexdigest()[:8]}, revision "
+        f"{(cluster.get('etcd_data') or {}).get('revision', 1)}, total keys {keys}, "
+        f"total size {len(data)}\n"
+    )
+
+
+@command("etcd members")
+def etcd_members(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    rows = [["NODE", "ID", "HOSTNAME", "PEER URLS", "CLIENT URLS", "LEARNER"]]
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node, cluster = _etcd_node(ctx, conn, ip, "etcd members", "member list")
+        except RPC as e:
+            errs.append(f"{ip}: {e}")
+            continue
+        for m in member_rows(ctx.state, cluster):
+            rows.append(
+                [
+                    ip,
+                    m["id"],
+                    m["hostname"],
+                    f"https://{m['ip']}:2380",
+                    f"https://{m['ip']}:2379",
+                    "false",
+                ]
+            )
+    if errs:
+        raise Fail("error getting members: " + multierror(errs))
+    ctx.out(_table(rows))
+
+
+@command("etcd status")
+def etcd_status(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    rows = [
+        [
+            "NODE",
+            "MEMBER",
+            "DB SIZE",
+            "IN USE",
+            "LEADER",
+            "RAFT INDEX",
+            "RAFT TERM",
+            "RAFT APPLIED INDEX",
+            "LEARNER",
+            "ERRORS",
+        ]
+    ]
+    errs = []
+    for ip in conn.nodes:
+        try:
+            node, cluster = _etcd_node(ctx, conn, ip, "etcd status", "etcd status")
+        except RPC as e:
+            errs.append(f"{ip}: {e}")
+            continue
+        mem = N.members(ctx.state, cluster)
+        leader = mem[0] if mem else node
+        rows.append(
+            [
+                ip,
+                N.member_id(node),
+                "12 MB",
+                "7.0 MB (58.21%)",
+                N.member_id(leader or node),
+                "1234",
+                "2",
+                "1234",
+                "false",
+                "",
+            ]
+        )
+    if errs:
+        raise Fail("error getting status: " + multierror(errs))
+    ctx.out(_table(rows))
+
+
+@command("etcd leave")
+def etcd_leave(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    ip = single(conn, "etcd leave")
+    state = ctx.state
+    try:
+        node = conn.target(ip, "etcd leave")
+        _cp_only(node, "etcd leave")
+        with state.locked():
+            node = N.load(state, ip) or node
+            cluster = N.cluster_of(state, node)
+            if cluster is None or not N.etcd_healthy(state, node, cluster):
+                raise RPC("Unknown", "failed to create etcd client: etcd is not running")
+            err = _remove_check(state, cluster, ip)
+            if err:
+                raise RPC(
+                    "Unknown",
+                    f"failed to leave cluster: failed to remove member "
+                    f"{int(N.member_id(node), 16)}: {err}",
+                )
+            node["etcd_left"] = True
+            N.event(node, "etcd leave")
+            state.save_node(node)
+    except RPC as e:
+        raise Fail(multierror([f"{conn.label(ip)}{e}"])) from None
+
+
+@command("etcd remove-member", nargs=(1, 1), use="talosctl etcd remove-member <member ID>")
+def etcd_remove_member(ctx: Ctx) -> None:
+    try:
+        want = int(ctx.args[0], 16)
+    except ValueError:
+        raise Fail(
+            f'error parsing member ID: strconv.ParseUint: parsing "{ctx.args[0]}": invalid syntax'
+        ) from None
+    conn = Conn(ctx, False)
+    ip = single(conn, "etcd remove-member")
+    state = ctx.state
+    try:
+        node = conn.target(ip, "etcd remove-member")
+        _cp_only(node, "etcd remove member")
+        with state.locked():
+            node = N.load(state, ip) or node
+            cluster = N.cluster_of(state, node)
+            if cluster is None or not N.etcd_healthy(state, node, cluster):
+                raise RPC("Unknown", "failed to create etcd client: etcd is not running")
+            row = next((r for r in member_rows(state, cluster) if int(r["id"], 16) == want), None)
+            if row is None:
+                raise RPC("NotFound", f"failed to remove member {want}: {ERR_MEMBER_NOT_FOUND}")
+            err = _remove_check(state, cluster, row["ip"])
+            if err:
+                raise RPC(
+                    "Unknown", f"failed to remove member: failed to remove member {want}: {err}"
+                )
+            stale = [s for s in stale_members(cluster) if s["id"] != row["id"]]
+            if len(stale) != len(stale_members(cluster)):
+                cluster["stale_members"] = stale
+                state.save_cluster(cluster)
+            else:
+                gone = N.load(state, row["ip"])
+                if gone is not None:
+                    if gone.get("etcd_wiped"):
+                        # its etcd was failing on the duplicate member: it now joins afresh
+                        gone["etcd_wiped"] = False
+                    else:
+                        gone["etcd_left"] = True
+                    N.event(gone, "etcd member removed", by=ip)
+                    state.save_node(gone)
+    except RPC as e:
+        raise Fail(multierror([f"{conn.label(ip)}{e}"])) from None

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
 from .. import localconfig, toolbox
 from ..tools.run import run
@@ -15,8 +15,20 @@ from ..tools.talosctl import Talosctl
 from ..workflows import apply as apply_wf
 from ..workflows import install as install_wf
 from ..workflows import status as status_wf
-from .common import CLUSTER_HELP, DRY_RUN_HELP, VERBOSE_HELP, console, handled, out, repo
-from .ui import install_report, reporter, table
+from .common import (
+    CLUSTER_HELP,
+    DRY_RUN_HELP,
+    NODE_HELP,
+    VERBOSE_HELP,
+    console,
+    handled,
+    need_cluster,
+    out,
+    repo,
+    talosctl_for,
+    task,
+)
+from .ui import install_report, print_plan, reporter, table
 
 STATUS_COLUMNS = [
     ("ip", "IP"),
@@ -44,7 +56,7 @@ STATUS_COLUMNS = [
 @handled
 def install(
     c: Context,
-    cluster: str,
+    cluster: str | None = None,
     dry_run: bool = False,
     parallel: int = 5,
     wait_timeout: int = 900,
@@ -54,8 +66,8 @@ def install(
 ) -> None:
     """Install a cluster from nodes in maintenance mode to verified Kubernetes (safe to re-run)."""
     r = repo()
-    cl = r.find(cluster)
-    prog = toolbox.talosctl(r, cl)
+    cl = need_cluster(r, cluster)
+    prog = talosctl_for(r, cl)
     kubectl = None if dry_run else toolbox.kubectl()
     with reporter() as rep:
         opts = install_wf.Options(
@@ -73,7 +85,7 @@ def install(
 @task(
     help={
         "cluster": CLUSTER_HELP,
-        "node": "only this node (IP or hostname)",
+        "node": NODE_HELP,
         "mode": "auto, no-reboot, reboot, staged or try (talosctl apply-config --mode)",
         "dry_run": DRY_RUN_HELP + " (prints each node's redacted config diff)",
         "verbose": VERBOSE_HELP,
@@ -82,7 +94,7 @@ def install(
 @handled
 def apply(
     c: Context,
-    cluster: str,
+    cluster: str | None = None,
     node: str | None = None,
     mode: str = "auto",
     dry_run: bool = False,
@@ -90,8 +102,8 @@ def apply(
 ) -> None:
     """Apply the current generated configs to running nodes, only where they differ."""
     r = repo()
-    cl = r.find(cluster)
-    results = apply_wf.apply(r, cl, toolbox.talosctl(r, cl), node=node, mode=mode, dry_run=dry_run)
+    cl = need_cluster(r, cluster)
+    results = apply_wf.apply(r, cl, talosctl_for(r, cl), node=node, mode=mode, dry_run=dry_run)
     for res in results:
         out(f"--- {res.ip}: {res.action}")
         if res.diff:
@@ -102,29 +114,36 @@ def apply(
     help={"cluster": CLUSTER_HELP, "json": "print JSON instead of a table", "verbose": VERBOSE_HELP}
 )
 @handled
-def status(c: Context, cluster: str, json: bool = False, verbose: bool = False) -> None:
-    """One row per node: stage, versions, readiness, config in sync with generated/."""
+def status(
+    c: Context, cluster: str | None = None, json: bool = False, verbose: bool = False
+) -> None:
+    """One row per node: stage, versions, readiness, in sync; exit 2 unhealthy, 3 unreachable."""
     r = repo()
-    cl = r.find(cluster)
+    cl = need_cluster(r, cluster)
     kubectl = toolbox.kubectl_optional()
-    rows = status_wf.status(r, cl, toolbox.talosctl(r, cl), kubectl)
+    rows = status_wf.status(r, cl, talosctl_for(r, cl), kubectl)
     table([s.as_dict() for s in rows], STATUS_COLUMNS, as_json=json)
+    bad = status_wf.verdict(rows)
+    if bad:
+        raise Exit(f"{cl.name}: {bad[1]}", code=bad[0])
 
 
 @task(
     help={
         "cluster": CLUSTER_HELP,
-        "node": "only this node (IP or hostname)",
+        "node": NODE_HELP,
         "verbose": VERBOSE_HELP,
     }
 )
 @handled
-def diff(c: Context, cluster: str, node: str | None = None, verbose: bool = False) -> None:
+def diff(
+    c: Context, cluster: str | None = None, node: str | None = None, verbose: bool = False
+) -> None:
     """Live machine configs vs generated/ (both redacted); exit 2 when they differ."""
     r = repo()
-    cl = r.find(cluster)
+    cl = need_cluster(r, cluster)
     nodes = [cl.node(node)] if node else cl.nodes
-    diffs = status_wf.diff(r, cl, toolbox.talosctl(r, cl), nodes)
+    diffs = status_wf.diff(r, cl, talosctl_for(r, cl), nodes)
     for d in diffs.values():
         if d:
             out(d)
@@ -134,25 +153,37 @@ def diff(c: Context, cluster: str, node: str | None = None, verbose: bool = Fals
     console.print(f"[green]{cl.name}: every live config matches generated/[/]")
 
 
-@task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
+@task(help={"cluster": CLUSTER_HELP, "dry_run": DRY_RUN_HELP, "verbose": VERBOSE_HELP})
 @handled
-def bootstrap(c: Context, cluster: str, verbose: bool = False) -> None:
+def bootstrap(
+    c: Context, cluster: str | None = None, dry_run: bool = False, verbose: bool = False
+) -> None:
     """Bootstrap etcd on the first control plane (AlreadyExists counts as done)."""
     r = repo()
-    cl = r.find(cluster)
-    inst = install_wf.Installer(r, cl, toolbox.talosctl(r, cl), install_wf.Options())
-    inst.bootstrap(cl.controlplanes[0].ip)
+    cl = need_cluster(r, cluster)
+    prog = talosctl_for(r, cl)
+    inst = install_wf.Installer(r, cl, prog, install_wf.Options(dry_run=dry_run))
+    ip = cl.controlplanes[0].ip
+    if dry_run:
+        print_plan(
+            [f"bootstrap etcd on {ip} (once; AlreadyExists counts as done)"],
+            [prog.display(inst.tc.bootstrap(ip))],
+        )
+        return
+    inst.bootstrap(ip)
 
 
 @task(help={"cluster": CLUSTER_HELP, "timeout": "seconds (default 600)", "verbose": VERBOSE_HELP})
 @handled
-def health(c: Context, cluster: str, timeout: int = 600, verbose: bool = False) -> None:
+def health(
+    c: Context, cluster: str | None = None, timeout: int = 600, verbose: bool = False
+) -> None:
     """Run talosctl health against the cluster with its explicit node lists."""
     r = repo()
-    cl = r.find(cluster)
+    cl = need_cluster(r, cluster)
     tc = Talosctl(localconfig.talosconfig_path(r, cl))
     res = run(
-        toolbox.talosctl(r, cl),
+        talosctl_for(r, cl),
         tc.health(
             cl.controlplanes[0].ip,
             [n.ip for n in cl.controlplanes],
@@ -164,23 +195,37 @@ def health(c: Context, cluster: str, timeout: int = 600, verbose: bool = False) 
     console.print(res.stderr.rstrip(), markup=False, highlight=False)
 
 
-@task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
+@task(help={"cluster": CLUSTER_HELP, "dry_run": DRY_RUN_HELP, "verbose": VERBOSE_HELP})
 @handled
-def kubeconfig(c: Context, cluster: str, verbose: bool = False) -> None:
+def kubeconfig(
+    c: Context, cluster: str | None = None, dry_run: bool = False, verbose: bool = False
+) -> None:
     """Fetch the admin kubeconfig to .state/<cluster>/ and make it current in ~/.kube/config."""
     r = repo()
-    cl = r.find(cluster)
-    inst = install_wf.Installer(r, cl, toolbox.talosctl(r, cl), install_wf.Options())
-    inst.kubeconfig(cl.controlplanes[0].ip)
-    out(str(localconfig.kubeconfig_path(r, cl)))
+    cl = need_cluster(r, cluster)
+    prog = talosctl_for(r, cl)
+    inst = install_wf.Installer(r, cl, prog, install_wf.Options(dry_run=dry_run))
+    ip, path = cl.controlplanes[0].ip, localconfig.kubeconfig_path(r, cl)
+    if dry_run:
+        print_plan(
+            [
+                f"fetch the admin kubeconfig from {ip} to {r.rel(path)}",
+                f"merge it into {localconfig.operator_kubeconfig()} as context "
+                f"admin@{cl.name} and make that context current",
+            ],
+            [prog.display(inst.tc.kubeconfig(ip, path))],
+        )
+        return
+    inst.kubeconfig(ip)
+    out(str(path))
 
 
 @task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
 @handled
-def verify(c: Context, cluster: str, verbose: bool = False) -> None:
+def verify(c: Context, cluster: str | None = None, verbose: bool = False) -> None:
     """Check a live cluster with the testinfra suite in tests/cluster/ (marker `cluster`)."""
     r = repo()
-    cl = r.find(cluster)
+    cl = need_cluster(r, cluster)
     env = dict(os.environ, TALOSPROV_CLUSTER=cl.name, TALOSPROV_REPO=str(r.root))
     # The fleet repository may carry its own suite; otherwise the one beside talosprov is used.
     candidates = [

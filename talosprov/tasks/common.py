@@ -5,17 +5,23 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import invoke
 from invoke import Exit
 from rich.console import Console
 from rich.logging import RichHandler
 
-from ..errors import TalosProvError
-from ..model import Repo
+from .. import toolbox
+from ..errors import TalosProvError, UnknownClusterError
+from ..model import Cluster, Repo
+from ..tools.run import Program
+from ..workflows import emulator as emu_wf
+from ..workflows import runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -49,8 +55,62 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("sh").setLevel(logging.WARNING)
 
 
+# One meaning per short flag across every task (invoke would otherwise hand out the first free
+# letter of each name: `-v` became --version on upgrade, `-h` --check on generate). Every other
+# flag is long only.
+SHORT_FLAGS = {"verbose": "v", "dry_run": "n", "cluster": "c"}
+
+
+class PolicyTask(invoke.Task):
+    """An invoke task whose only short flags are SHORT_FLAGS."""
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short and short not in taken_names:
+            opts["names"] = [*opts["names"], short]
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """`invoke.task` with the short-flag policy."""
+    kwargs.setdefault("klass", PolicyTask)
+    kwargs["auto_shortflags"] = False
+    return invoke.task(*args, **kwargs)
+
+
+def with_flag_policy(t: invoke.Task) -> PolicyTask:
+    """The same task under the short-flag policy (for tasks made with plain `invoke.task`)."""
+    if isinstance(t, PolicyTask):
+        return t
+    new = PolicyTask.__new__(PolicyTask)
+    new.__dict__.update(t.__dict__)
+    new.auto_shortflags = False
+    return new
+
+
 def repo() -> Repo:
     return Repo(Path(os.environ.get("TALOSPROV_REPO", os.getcwd())))
+
+
+def cluster_aliases(r: Repo) -> str:
+    """`v1, v2, v3, demo`: reference clusters first, the emulated demo last (as in the README)."""
+    return ", ".join(sorted(r.cluster_files(), key=lambda a: (a == "demo", a)))
+
+
+def need_cluster(r: Repo, cluster: str | None) -> Cluster:
+    """The cluster named by --cluster, or an error listing the ones there are."""
+    if not cluster:
+        raise UnknownClusterError(f"--cluster is required (one of: {cluster_aliases(r)})")
+    return r.find(cluster)
+
+
+def talosctl_for(r: Repo, cl: Cluster) -> Program:
+    """The cluster's talosctl; on talosim, an early error naming the state folder when it holds
+    none of the cluster's nodes."""
+    prog = toolbox.talosctl(r, cl)
+    emu_wf.check_fleet(prog, cl)
+    return prog
 
 
 def handled(fn: F) -> F:
@@ -60,13 +120,17 @@ def handled(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         setup_logging(bool(kwargs.get("verbose")))
         try:
-            return fn(*args, **kwargs)
+            with runtime.task_run(repo()):  # sweeps what killed runs left; SIGTERM = Ctrl-C
+                return fn(*args, **kwargs)
         except TalosProvError as e:
             code = getattr(e, "exit_code_for_task", 1)
             raise Exit(f"error: {e}", code=code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            what = "terminated" if getattr(e, "signum", None) == signal.SIGTERM else "interrupted"
             raise Exit(
-                "interrupted: nothing half-written was left behind; re-run to resume", 130
+                f"{what}: no plaintext secret and nothing half-written was left behind; "
+                "re-run to resume",
+                getattr(e, "exit_code", 130),
             ) from None
 
     return wrapper  # type: ignore[return-value]
@@ -81,3 +145,4 @@ def out(text: str = "") -> None:
 VERBOSE_HELP = "log every command run (argv) and more detail"
 DRY_RUN_HELP = "print the plan and the exact commands; change nothing"
 CLUSTER_HELP = "cluster alias (v3) or full name (talos-cloudkoffer-v3)"
+NODE_HELP = "only this node (IP or hostname)"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
 from .. import localconfig, toolbox
 from .. import render as render_mod
@@ -15,34 +16,51 @@ from ..workflows import commit as commit_wf
 from ..workflows import generate as gen_wf
 from ..workflows import secrets as secrets_wf
 from ..yamlio import atomic_write
-from .common import CLUSTER_HELP, VERBOSE_HELP, handled, out, repo
+from .common import (
+    CLUSTER_HELP,
+    DRY_RUN_HELP,
+    VERBOSE_HELP,
+    handled,
+    need_cluster,
+    out,
+    repo,
+    task,
+)
+from .ui import print_plan
+
+log = logging.getLogger("talosprov.tasks")
 
 
 @task(
     help={
         "cluster": CLUSTER_HELP + "; all clusters when omitted",
         "check": "change nothing; exit 1 with a unified diff when patches/ is stale",
+        "dry_run": DRY_RUN_HELP + " (the diff render would apply; exit 0)",
         "verbose": VERBOSE_HELP,
     }
 )
 @handled
 def render(
-    c: Context, cluster: str | None = None, check: bool = False, verbose: bool = False
+    c: Context,
+    cluster: str | None = None,
+    check: bool = False,
+    dry_run: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Render templates/ into patches/<cluster>/ for one or all clusters."""
     r = repo()
     stale = []
     for cl in clusters(r, cluster):
-        if check:
+        if check or dry_run:
             diff = render_mod.check(r, cl)
+            out(diff if diff else f"{cl.name}: patches/ up to date")
             if diff:
-                out(diff)
                 stale.append(cl.name)
             continue
         res = render_mod.render(r, cl)
         state = f"{len(res.written)} written, {len(res.removed)} removed, {res.unchanged} unchanged"
         out(f"{cl.name}: {state}")
-    if stale:
+    if stale and check:
         raise Exit(f"patches are stale for {', '.join(stale)}: run `invoke render`", code=1)
 
 
@@ -62,10 +80,12 @@ def schema(c: Context, check: bool = False, verbose: bool = False) -> None:
 
 @task(
     help={
-        "cluster": CLUSTER_HELP,
-        "rotate_recipients": "re-encrypt the bundle to the recipients now in .age-recipients",
+        "cluster": CLUSTER_HELP + "; all clusters when omitted",
+        "rotate_recipients": "re-encrypt existing bundles to the recipients now in "
+        ".age-recipients (every cluster's when --cluster is omitted; lists the skipped ones)",
         "force": "replace an existing bundle (needs --yes-replace-pki too; the old file is kept)",
         "yes_replace_pki": "confirm --force: the cluster's nodes will reject the new PKI",
+        "dry_run": DRY_RUN_HELP,
         "verbose": VERBOSE_HELP,
     }
 )
@@ -76,20 +96,32 @@ def secrets(
     rotate_recipients: bool = False,
     force: bool = False,
     yes_replace_pki: bool = False,
+    dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
     """Create the cluster's age-encrypted secrets bundle (never overwrites one)."""
     r = repo()
-    for cl in clusters(r, cluster):
-        if rotate_recipients:
-            res = secrets_wf.rotate(r, cl)
-        else:
-            if force and not yes_replace_pki:
-                raise SecretsError(
-                    "--force replaces the cluster PKI: add --yes-replace-pki to confirm"
-                )
-            res = secrets_wf.ensure(r, cl, toolbox.talosctl(r, cl), replace=force)
-        out(f"{cl.name}: {res.path} {res.action}")
+    if force and not yes_replace_pki:
+        raise SecretsError("--force replaces the cluster PKI: add --yes-replace-pki to confirm")
+    if rotate_recipients:
+        done, skipped = secrets_wf.rotate_all(r, clusters(r, cluster), dry_run=dry_run)
+        if cluster and skipped:
+            raise SecretsError(f"{skipped[0][0]}: nothing to rotate: {skipped[0][1]}")
+        results = [(res.path, res) for res in done]
+    else:
+        skipped = []
+        results = []
+        for cl in clusters(r, cluster):
+            res = secrets_wf.ensure(r, cl, toolbox.talosctl(r, cl), replace=force, dry_run=dry_run)
+            results.append((cl.name, res))
+    for name, res in results:
+        if res.warning:
+            log.warning("%s", res.warning)
+        out(f"{name}: {res.path} {res.action}" if name != res.path else f"{res.path} {res.action}")
+        for cmd in res.commands:
+            out(f"  {cmd}")
+    for name, why in skipped:
+        out(f"{name}: skipped: {why}")
 
 
 @task(
@@ -97,9 +129,10 @@ def secrets(
         "cluster": CLUSTER_HELP + "; all clusters when omitted",
         "check": "regenerate with a throwaway bundle (no keys needed); exit 1 with a diff "
         "when patches/ or generated/ are stale",
-        "commit": "commit the cluster's patches/, generated/ and new secrets file",
+        "commit": "commit the cluster's patches/, generated/, cluster file and new secrets file",
         "throwaway_bundle": "write generated/ from a throwaway bundle and store no secrets "
         "(example repositories; the output is the same: it is redacted)",
+        "dry_run": DRY_RUN_HELP + " (the diff generate would write; no keys needed)",
         "verbose": VERBOSE_HELP,
     }
 )
@@ -110,47 +143,69 @@ def generate(
     check: bool = False,
     commit: bool = False,
     throwaway_bundle: bool = False,
+    dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
     """Render patches and generate redacted machine configs into generated/<cluster>/."""
     r = repo()
+    if commit and not (check or dry_run):
+        commit_wf.preflight(r)  # no git identity: fail before anything is written or staged
     stale = []
     for cl in clusters(r, cluster):
         prog = toolbox.talosctl(r, cl)
-        if check:
+        if check or dry_run:
+            # generated/ does not depend on the secrets, so a throwaway bundle shows the same
             diff = gen_wf.check(r, cl, prog)
+            out(diff if diff else f"{cl.name}: patches/ and generated/ are up to date")
             if diff:
-                out(diff)
                 stale.append(cl.name)
+            if dry_run and not throwaway_bundle:
+                res = secrets_wf.ensure(r, cl, prog, dry_run=True)
+                if res.action != "exists":
+                    out(f"{cl.name}: {res.path} {res.action}")
             continue
-        before = commit_wf.snapshot(r, cl)
         if not throwaway_bundle:
-            secrets_wf.ensure(r, cl, prog)
-        res = gen_wf.generate(r, cl, prog, throwaway=throwaway_bundle)
+            res = secrets_wf.ensure(r, cl, prog)
+            if res.warning:
+                log.warning("%s", res.warning)
+        gen = gen_wf.generate(r, cl, prog, throwaway=throwaway_bundle)
         out(
-            f"{cl.name}: {len(res.written)} written, {len(res.removed)} removed, "
-            f"{res.unchanged} unchanged"
+            f"{cl.name}: {len(gen.written)} written, {len(gen.removed)} removed, "
+            f"{gen.unchanged} unchanged"
         )
         if commit:
-            sha, message = commit_wf.commit(r, cl, before)
+            sha, message = commit_wf.commit(r, cl)
             out(
                 f"{cl.name}: committed {sha[:12]}: {message}"
                 if sha
                 else f"{cl.name}: nothing to commit"
             )
-    if stale:
+    if stale and check:
         raise Exit(
             f"generated configs are stale for {', '.join(stale)}: run `invoke generate`", code=1
         )
 
 
-@task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
+@task(help={"cluster": CLUSTER_HELP, "dry_run": DRY_RUN_HELP, "verbose": VERBOSE_HELP})
 @handled
-def talosconfig(c: Context, cluster: str, verbose: bool = False) -> None:
+def talosconfig(
+    c: Context, cluster: str | None = None, dry_run: bool = False, verbose: bool = False
+) -> None:
     """Write .state/<cluster>/talosconfig and make it the current context of ~/.talos/config."""
     r = repo()
-    cl = r.find(cluster)
+    cl = need_cluster(r, cluster)
     prog = toolbox.talosctl(r, cl)
+    if dry_run:
+        print_plan(
+            [
+                f"generate a talosconfig for {cl.name} (endpoints: the control planes)",
+                f"write {r.rel(localconfig.talosconfig_path(r, cl))} unless it is signed by "
+                "the same CA",
+                f"merge it into ~/.talos/config as context {cl.name} and make it current",
+            ],
+            [],
+        )
+        return
     secrets_wf.ensure(r, cl, prog)
     with gen_wf.build(r, cl, prog) as b:
         path, changed = localconfig.write_talosconfig(r, cl, b.talosconfig)

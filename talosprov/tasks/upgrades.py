@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from invoke import Context, Exit, task
+from invoke import Context
 
 from .. import toolbox
+from ..errors import UnknownClusterError
 from ..workflows import upgrade as up_wf
-from .common import CLUSTER_HELP, DRY_RUN_HELP, VERBOSE_HELP, console, handled, out, repo
+from ..workflows import upgrade_path as path_wf
+from .common import (
+    CLUSTER_HELP,
+    DRY_RUN_HELP,
+    VERBOSE_HELP,
+    cluster_aliases,
+    console,
+    handled,
+    need_cluster,
+    out,
+    repo,
+    talosctl_for,
+    task,
+)
 from .ui import print_plan, reporter
 
 
@@ -17,12 +31,14 @@ from .ui import print_plan, reporter
         "node": "upgrade only this node (its cluster is found from clusters/)",
         "version": "target Talos version (default: the cluster file's)",
         "max_unavailable": "workers upgraded at once (default: cluster file, else 1)",
-        "gate": "shell command run after each node/batch; must exit 0 to go on (repeatable)",
+        "gate": "STRING, repeatable: shell command run after each node/batch; must exit 0 to go on",
         "gate_timeout": "seconds each gate may take (default: cluster file, else 300)",
         "preserve": "pass --preserve to talosctl upgrade",
         "stage": "stage the upgrade and reboot (for nodes with busy files)",
         "timeout": "seconds one node's upgrade may take (default 1800)",
         "health_timeout": "seconds for each health gate (default 300)",
+        "via": "VERSIONS, comma-separated: the intermediate Talos versions to visit instead of "
+        "the newest patch of every minor (checked against each installer's floor)",
         "dry_run": DRY_RUN_HELP,
         "verbose": VERBOSE_HELP,
     },
@@ -40,14 +56,17 @@ def upgrade(
     stage: bool = False,
     timeout: int = 1800,
     health_timeout: int = 300,
+    via: str | None = None,
     dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
     """Upgrade Talos on one node or roll a whole cluster, gated and resumable."""
     r = repo()
     if not cluster and not node:
-        raise Exit("name --cluster (rolling upgrade) or --node (one node)")
-    cl = up_wf.cluster_for_node(r, node, cluster) if node else r.find(cluster or "")
+        raise UnknownClusterError(
+            f"name --cluster (rolling upgrade; one of: {cluster_aliases(r)}) or --node (one node)"
+        )
+    cl = up_wf.cluster_for_node(r, node, cluster) if node else need_cluster(r, cluster)
     only = [cl.node(node).ip] if node else None
     kubectl = toolbox.kubectl_optional()
     with reporter() as rep:
@@ -62,8 +81,15 @@ def upgrade(
             health_timeout=health_timeout,
             reporter=rep,
         )
+        if not node:
+            # a whole cluster walks the path: Talos minors in turn, Kubernetes hops between
+            res = path_wf.upgrade_path(
+                r, cl, talosctl_for(r, cl), kubectl, opts, target=version, via=via_list(via)
+            )
+            path_report(cl.name, res, dry_run)
+            return
         outcome = up_wf.upgrade(
-            r, cl, toolbox.talosctl(r, cl), kubectl, opts, target=version, only=only
+            r, cl, talosctl_for(r, cl), kubectl, opts, target=version, only=only
         )
     if dry_run:
         print_plan(outcome.plan.describe(), outcome.commands)
@@ -84,14 +110,16 @@ def upgrade(
 )
 @handled
 def upgrade_k8s(
-    c: Context, cluster: str, to: str | None = None, dry_run: bool = False, verbose: bool = False
+    c: Context,
+    cluster: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Upgrade Kubernetes: dry run first, then the real run, then check every kubelet."""
     r = repo()
-    cl = r.find(cluster)
-    res = up_wf.upgrade_k8s(
-        r, cl, toolbox.talosctl(r, cl), toolbox.kubectl(), to=to, dry_run=dry_run
-    )
+    cl = need_cluster(r, cluster)
+    res = up_wf.upgrade_k8s(r, cl, talosctl_for(r, cl), toolbox.kubectl(), to=to, dry_run=dry_run)
     if res.noop:
         console.print(f"[green]{cl.name}: nothing to do: {res.noop}[/]")
     elif dry_run:
@@ -108,6 +136,22 @@ def upgrade_k8s(
         console.print(
             f"[green]{cl.name}: Kubernetes {res.current} → {res.target}, every "
             "kubelet and control-plane pod verified[/]"
+        )
+
+
+def via_list(text: str | None) -> list[str]:
+    return [v.strip() for v in (text or "").split(",") if v.strip()]
+
+
+def path_report(name: str, res: path_wf.PathOutcome, dry_run: bool) -> None:
+    if dry_run:
+        print_plan(res.path.describe(), res.commands)
+    elif res.path.noop:
+        console.print(f"[green]{name}: nothing to do: {res.path.noop}[/]")
+    else:
+        console.print(
+            f"[green]{name}: upgraded to Talos {res.path.target}, Kubernetes "
+            f"{res.path.kubernetes_target}[/]"
         )
 
 

@@ -40,6 +40,7 @@ class Program:
     prefix: tuple[str, ...]
     source: str
     env: tuple[tuple[str, str], ...] = ()
+    emulator_state: Path | None = None  # talosim's state folder, when this is talosim
 
     def display(self, args: Sequence[str]) -> str:
         return shlex.join([self.name, *args])
@@ -62,18 +63,32 @@ def resolve(name: str, *, emulated: bool = False, emulator_state: Path | None = 
         path = shutil.which(explicit) or (explicit if os.access(explicit, os.X_OK) else None)
         if not path:
             raise ToolMissing(f"{env_var}={explicit} is not an executable file; fix or unset it")
-        return Program(name, (path,), f"${env_var}", _emu_env(emulator_state))
+        is_sim = name == "talosctl" and "talosim" in Path(path).resolve().as_posix()
+        return Program(
+            name,
+            (path,),
+            f"${env_var}",
+            _emu_env(emulator_state),
+            _sim_state(emulator_state) if is_sim else None,
+        )
     if name == "talosctl" and emulated:
         return Program(
             name,
             (sys.executable, "-m", "talosim"),
             "talosim (emulated cluster)",
             _emu_env(emulator_state),
+            _sim_state(emulator_state),
         )
     path = shutil.which(name)
     if not path:
         raise ToolMissing(f"{name} not found on PATH: {INSTALL_HINTS.get(name, 'install it')}")
     return Program(name, (path,), "PATH")
+
+
+def _sim_state(default: Path | None) -> Path | None:
+    """The folder talosim will use: $TALOSIM_STATE, else the repository's .talosim/."""
+    explicit = os.environ.get("TALOSIM_STATE")
+    return Path(explicit).resolve() if explicit else default
 
 
 def _emu_env(state: Path | None) -> tuple[tuple[str, str], ...]:

@@ -67,11 +67,15 @@ def _running_ready(p: Probe) -> bool:
 
 
 def plan(
-    cluster: Cluster, observed: dict[str, Probe], live_types: dict[str, str] | None = None
+    cluster: Cluster,
+    observed: dict[str, Probe],
+    live_types: dict[str, str] | None = None,
+    kubeconfig_present: bool = True,
 ) -> Plan:
     """Ordered steps from the desired cluster and what the nodes answered. Pure.
 
     live_types: machine type of each configured node (controlplane | worker).
+    kubeconfig_present: .state/<cluster>/kubeconfig exists (a no-op run leaves it alone).
     """
     problems = []
     for n in cluster.nodes:
@@ -103,11 +107,15 @@ def plan(
     bootstrapped = any(_running_ready(observed[n.ip]) for n in cluster.controlplanes)
     all_ready = all(_running_ready(observed[ip]) for ip in everyone)
     if all_ready:
+        # A no-op re-run changes nothing: no new kubeconfig, no current-context switch in
+        # ~/.kube/config, refs/applied left where it is; it only checks the nodes again.
+        fetch = (
+            ()
+            if kubeconfig_present
+            else (Step("kubeconfig", (cluster.controlplanes[0].ip,), "the kubeconfig is missing"),)
+        )
         return Plan(
-            (
-                Step("kubeconfig", (cluster.controlplanes[0].ip,), "refresh the kubeconfig"),
-                Step("verify", everyone, "every node registered and Ready"),
-            ),
+            (*fetch, Step("verify", everyone, "every node registered and Ready")),
             skipped,
             noop=f"all {len(everyone)} nodes run {cluster.name}'s config and are ready",
         )
@@ -346,9 +354,10 @@ class Installer:
 
     def run(self) -> Outcome:
         c = self.cluster
+        kc_present = localconfig.kubeconfig_path(self.repo, c).exists()
         if self.opts.dry_run:
             observed = self.observe()
-            p = plan(c, observed, self.live_types(observed))
+            p = plan(c, observed, self.live_types(observed), kc_present)
             self._print_dry_run(p)
             return Outcome(p, self.commands)
         with cluster_lock(self.repo, c, "install"):
@@ -363,9 +372,10 @@ class Installer:
             with gen_wf.build(self.repo, c, self.prog, parallel=self.opts.parallel) as build:
                 write_folder(self.repo.generated_dir(c), build.redacted)
                 localconfig.write_talosconfig(self.repo, c, build.talosconfig)
-                localconfig.merge_operator_talosconfig(self.repo, c)
                 observed = self.wait_reachable()
-                p = plan(c, observed, self.live_types(observed))
+                p = plan(c, observed, self.live_types(observed), kc_present)
+                if not p.noop:  # a no-op run leaves the operator's current context alone
+                    localconfig.merge_operator_talosconfig(self.repo, c)
                 progress.phase("Plan")
                 for line in p.describe():
                     log.info("%s", line)
@@ -373,7 +383,13 @@ class Installer:
                 for step in p.steps:
                     self._execute(step, build)
             progress.phase("Record")
-            outcome.applied_ref = self.record()
+            existing = (
+                gitrepo.ref(self.repo.root, secrets_wf.applied_ref(c))
+                if gitrepo.is_repo(self.repo.root)
+                else None
+            )
+            # nothing was applied on a no-op run: refs/applied keeps marking what was
+            outcome.applied_ref = existing if p.noop and existing else self.record()
             self.journal.write("install", "ok", None)
             return outcome
 

@@ -79,7 +79,7 @@ def test_missing_bundle_of_an_installed_cluster_fails_closed(repo: FleetRepo) ->
     # an emulated cluster keeps its throwaway bundle in gitignored .state/
     bundle = repo.root / ".state" / "talos-demo" / "secrets.yaml.age"
     assert not (repo.root / "secrets" / "talos-demo.yaml.age").exists()
-    assert repo.git("status", "--porcelain") == ""
+    assert repo.git("status", "--porcelain", "--ignored=no", ".age-recipients", "secrets") == ""
     bundle.unlink()
     r = repo.invoke("generate", "--cluster", "demo")
     assert r.returncode == 1
@@ -147,7 +147,8 @@ def test_generated_holds_no_secret_validates_and_is_byte_stable(repo: FleetRepo)
 
 def test_check_detects_a_stale_file_without_any_key(repo: FleetRepo) -> None:
     assert not (repo.home / ".config").exists()
-    _ok(repo.invoke("generate", "--check", "--cluster", "v3", extra_env=EMU))
+    ok = _ok(repo.invoke("generate", "--check", "--cluster", "v3", extra_env=EMU))
+    assert "talos-cloudkoffer-v3: patches/ and generated/ are up to date" in ok
     stale = repo.root / "generated" / "talos-cloudkoffer-v3" / "nodes" / "ck3-worker-7.yaml"
     stale.write_text(stale.read_text().replace("hostname: ck3-worker-7", "hostname: old-name"))
     r = repo.invoke("generate", "--check", "--cluster", "v3", extra_env=EMU)
@@ -163,7 +164,9 @@ def test_commit_writes_a_reviewable_commit(repo: FleetRepo) -> None:
     repo.git("commit", "-qm", "add operator key")
     cf = repo.root / "clusters" / "v3.yaml"
     cf.write_text(cf.read_text().replace("talos_version: v1.7.0", "talos_version: v1.7.4"))
-    repo.git("commit", "-qam", "v3: Talos v1.7.4")
+    (repo.root / "clusters" / "v2.yaml").write_text(
+        (repo.root / "clusters" / "v2.yaml").read_text() + "# another cluster's edit\n"
+    )
     out = _ok(repo.invoke("generate", "--cluster", "v3", "--commit", extra_env=EMU))
     msg = repo.git("log", "-1", "--format=%s")
     assert msg.strip() == (
@@ -172,9 +175,42 @@ def test_commit_writes_a_reviewable_commit(repo: FleetRepo) -> None:
     )
     assert "committed" in out
     files = repo.git("show", "--name-only", "--format=", "HEAD").split()
+    # the edit that caused the change is part of the commit; another cluster's edit is not
+    assert "clusters/v3.yaml" in files
+    assert "clusters/v2.yaml" not in files
     assert "secrets/talos-cloudkoffer-v3.yaml.age" in files
-    assert all(f.startswith(("generated/talos-cloudkoffer-v3/", "secrets/")) for f in files)
-    assert repo.git("status", "--porcelain", "generated", "patches") == ""
+    assert len([f for f in files if f.startswith("generated/talos-cloudkoffer-v3/nodes/")]) == 10
+    assert all(
+        f.startswith(("generated/talos-cloudkoffer-v3/", "patches/talos-cloudkoffer-v3/"))
+        for f in files
+        if f not in ("clusters/v3.yaml", "secrets/talos-cloudkoffer-v3.yaml.age")
+    )
+    assert repo.git("status", "--porcelain") == " M clusters/v2.yaml\n"
+
+
+def test_commit_without_a_git_identity_fails_before_writing_or_staging(repo: FleetRepo) -> None:
+    repo.operator_key()
+    cf = repo.root / "clusters" / "v3.yaml"
+    cf.write_text(cf.read_text().replace("talos_version: v1.7.0", "talos_version: v1.7.4"))
+    no_identity = {f"GIT_{r}_{p}": "" for r in ("AUTHOR", "COMMITTER") for p in ("NAME", "EMAIL")}
+    r = repo.invoke("generate", "--cluster", "v3", "--commit", extra_env={**EMU, **no_identity})
+    assert r.returncode == 1
+    assert "git has no identity to commit with (user.email, user.name unset)" in r.stderr
+    assert repo.git("diff", "--cached", "--name-only") == ""
+    # nothing generated, nothing staged
+    assert repo.git("status", "--porcelain", "clusters", "generated", "patches", "secrets") == (
+        " M clusters/v3.yaml\n"
+    )
+
+
+def test_commit_refuses_files_generate_did_not_write(repo: FleetRepo) -> None:
+    repo.operator_key()
+    (repo.root / "patches" / "talos-cloudkoffer-v3" / "notes.txt").write_text("my notes\n")
+    r = repo.invoke("generate", "--cluster", "v3", "--commit", extra_env=EMU)
+    assert r.returncode == 1
+    assert "not written by `invoke generate` (patches/talos-cloudkoffer-v3/notes.txt)" in r.stderr
+    assert repo.git("log", "-1", "--format=%s").strip() == "fleet"
+    assert repo.git("diff", "--cached", "--name-only") == ""
 
 
 def test_commit_refuses_a_planted_key(repo: FleetRepo) -> None:
@@ -187,12 +223,15 @@ def test_commit_refuses_a_planted_key(repo: FleetRepo) -> None:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    planted = repo.root / "patches" / "talos-cloudkoffer-v3" / "notes.txt"
-    planted.write_bytes(b"test fixture made at test time\n" + key)
+    # pasted into the cluster file, which the commit includes
+    cf = repo.root / "clusters" / "v3.yaml"
+    pasted = "".join(f"# {line}\n" for line in key.decode().splitlines())
+    cf.write_text(cf.read_text() + "# test fixture made at test time\n" + pasted)
     r = repo.invoke("generate", "--cluster", "v3", "--commit", extra_env=EMU)
     assert r.returncode == 1
     assert "refusing to commit: the scanner found secret material" in r.stderr
-    assert "notes.txt:2: PEM private key" in r.stderr
+    assert "clusters/v3.yaml:" in r.stderr
+    assert "PEM private key" in r.stderr
     assert repo.git("log", "-1", "--format=%s").strip() == "fleet"
 
 
@@ -223,14 +262,15 @@ def test_talosconfig_replaces_its_context_instead_of_duplicating_it(repo: FleetR
     assert oct((repo.home / ".talos" / "config").stat().st_mode & 0o777) == "0o600"
 
 
-def test_committed_patches_generated_and_schema_are_up_to_date() -> None:
-    """What CI checks on every pull request: no keys needed, talosim as talosctl."""
+def test_committed_patches_generated_and_schema_are_up_to_date(fleet_repo: Path) -> None:
+    """What CI checks on every pull request: no keys needed, talosim as talosctl. Runs on a copy
+    of the tracked files, so nothing untracked in the working tree changes the outcome."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TALOS", "SOPS_"))}
-    env["TALOSCTL"] = TALOSIM
+    env.update({"TALOSCTL": TALOSIM, "PYTHONPATH": str(ROOT), "HOME": str(fleet_repo.parent)})
     for args in (["generate", "--check"], ["schema", "--check"]):
         r = subprocess.run(
             [sys.executable, "-m", "invoke", *args],
-            cwd=ROOT,
+            cwd=fleet_repo,
             env=env,
             capture_output=True,
             text=True,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from talosprov.errors import TalosProvError
-from talosprov.model import Repo
+from talosprov.model import Cluster, parse_cluster
 from talosprov.tools.talosctl import MachineStatus
 from talosprov.versions import Version
 from talosprov.workflows import install, upgrade
@@ -19,6 +19,12 @@ from tests.conftest import ROOT
 CASES = ROOT / "tests" / "cases" / "plan"
 INSTALL = sorted((CASES / "install").glob("*.yaml"))
 UPGRADE = sorted((CASES / "upgrade").glob("*.yaml"))
+
+
+def _cluster(name: str) -> Cluster:
+    """The case's cluster from tests/cases/plan/clusters/ (never the repository's clusters/)."""
+    path = CASES / "clusters" / f"{name}.yaml"
+    return parse_cluster(path.read_text(), str(path.relative_to(ROOT)))
 
 
 def _probe(ip: str, text: str) -> Probe:
@@ -31,7 +37,7 @@ def _probe(ip: str, text: str) -> Probe:
 @pytest.mark.parametrize("case", INSTALL, ids=[c.stem for c in INSTALL])
 def test_install_plan(case: Path) -> None:
     spec: dict[str, Any] = yaml.safe_load(case.read_text())
-    cluster = Repo(ROOT).find(spec["cluster"])
+    cluster = _cluster(spec["cluster"])
     observed = {ip: _probe(ip, text) for ip, text in spec["observed"].items()}
     if "error" in spec:
         with pytest.raises(
@@ -39,18 +45,17 @@ def test_install_plan(case: Path) -> None:
         ):
             install.plan(cluster, observed, spec.get("live_types"))
         return
-    p = install.plan(cluster, observed, spec.get("live_types"))
-    if "noop" in spec:
-        assert p.noop == spec["noop"]
-        return
-    assert p.noop is None
+    p = install.plan(
+        cluster, observed, spec.get("live_types"), spec.get("kubeconfig_present", True)
+    )
+    assert p.noop == spec.get("noop")
     assert [[s.kind, list(s.nodes)] for s in p.steps] == spec["steps"]
 
 
 @pytest.mark.parametrize("case", UPGRADE, ids=[c.stem for c in UPGRADE])
 def test_upgrade_plan(case: Path) -> None:
     spec: dict[str, Any] = yaml.safe_load(case.read_text())
-    cluster = Repo(ROOT).find(spec["cluster"])
+    cluster = _cluster(spec["cluster"])
     obs = spec["observed"]
     observed = {
         n.ip: upgrade.Observed(n.ip, "running", obs.get(n.ip, obs["default"]))

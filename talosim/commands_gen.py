@@ -450,6 +450,9 @@ def validate(ctx: Ctx) -> None:
             mc.check_unknown(d, contract, contract >= (1, 8))
         elif isinstance(d, dict) and "kind" not in d:
             raise Fail("missing kind")
+    # from contract 1.14 install and cluster identity live in their own documents
+    docs = gendocs.fold_docs(docs)
+    contract = _contract_of_docs(docs)
     errors, warnings = mc.validate(docs, ctx["mode"], contract)
     if ctx["strict"]:
         errors += [f"warning: {w}" for w in warnings]

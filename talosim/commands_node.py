@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, pki, releases
+from . import TALOSCTL_VERSION, gendocs, pki, releases
 from . import machineconfig as mc
 from . import nodes as N
 from . import patch as mpatch
@@ -625,6 +625,7 @@ def apply_config(ctx: Ctx) -> None:
 def _check_config(node: dict[str, Any], docs: list[Any]) -> dict[str, Any]:
     from .commands_gen import _contract_of_docs
 
+    docs = gendocs.fold_docs(docs)  # 1.14 documents seen through the v1alpha1 paths
     v1 = next((d for d in docs if isinstance(d, dict) and mc.is_v1alpha1(d)), None)
     if v1 is None:
         raise RPC(

@@ -257,3 +257,77 @@ def _controlplane_114(bundle: dict[str, Any], opts: dict[str, Any]) -> list[dict
         _doc("KubeFlannelCNIConfig", backendType="vxlan", backendPort=4789),
         _doc("KubeCoreDNSConfig", enabled=True),
     ]
+
+
+# -- reading multi-document configs back ---------------------------------------------------------
+def _b64(pem: str) -> str:
+    return base64.b64encode(pem.encode()).decode() if pem else ""
+
+
+def _disk_of(match: str) -> str:
+    """The disk of the selector gen config writes (`disk.dev_path == "/dev/sda"`), else ""."""
+    prefix = 'disk.dev_path == "'
+    return match[len(prefix) : -1] if match.startswith(prefix) and match.endswith('"') else ""
+
+
+def fold_docs(docs: list[Any]) -> list[Any]:
+    """The config with the v1alpha1 document seen as older Talos keeps it.
+
+    From contract 1.14 install, Kubernetes and cluster identity live in their own documents; a
+    node reads them from there (each wins only where the legacy field is unset, as the
+    "... is already set in v1alpha1 config" conflicts keep them apart). talosim's node model
+    reads the v1alpha1 paths, so the documents are folded into a copy of that document.
+    """
+    by_kind: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        if isinstance(d, dict) and isinstance(d.get("kind"), str):
+            by_kind.setdefault(d["kind"], d)
+    if not any(k in by_kind for k in ("KubeClusterConfig", "UnattendedInstallConfig")):
+        return docs
+    out = []
+    for d in docs:
+        if isinstance(d, dict) and "machine" in d:
+            d = _fold(copy.deepcopy(d), by_kind)
+        out.append(d)
+    return out
+
+
+def _fold(v1: dict[str, Any], docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    m = v1.setdefault("machine", {}) or {}
+    c = v1.setdefault("cluster", {}) or {}
+    if (ui := docs.get("UnattendedInstallConfig")) and not m.get("install"):
+        prov = ui.get("provisioning") or {}
+        m["install"] = {
+            "disk": _disk_of(str((prov.get("diskSelector") or {}).get("match") or "")),
+            "image": (ui.get("installer") or {}).get("image", ""),
+            "wipe": bool(prov.get("wipe")),
+        }
+    if (kubelet := docs.get("KubeletConfig")) and not (m.get("kubelet") or {}).get("image"):
+        m.setdefault("kubelet", {})["image"] = kubelet.get("image", "")
+    if ident := docs.get("DiscoveryIdentityConfig"):
+        c.setdefault("id", ident.get("clusterID", ""))
+        c.setdefault("secret", ident.get("clusterSecret", ""))
+    if kc := docs.get("KubeClusterConfig"):
+        c.setdefault("clusterName", kc.get("clusterName", ""))
+        c.setdefault("controlPlane", {"endpoint": kc.get("endpoint", "")})
+    if (ca := docs.get("KubeAPIServerCAConfig")) and not c.get("ca"):
+        issuing = ca.get("issuingCA") or {}
+        crt = issuing.get("cert") or next(iter(ca.get("acceptedCAs") or []), "")
+        c["ca"] = {"crt": _b64(crt), "key": _b64(issuing.get("key", ""))}
+    if (net := docs.get("KubeNetworkConfig")) and not c.get("network"):
+        c["network"] = {
+            k: net[k] for k in ("dnsDomain", "podSubnets", "serviceSubnets") if k in net
+        }
+        if "KubeFlannelCNIConfig" not in docs:
+            c["network"]["cni"] = {"name": "none"}
+    for kind, key in (
+        ("KubeAPIServerConfig", "apiServer"),
+        ("KubeControllerManagerConfig", "controllerManager"),
+        ("KubeSchedulerConfig", "scheduler"),
+        ("KubeProxyConfig", "proxy"),
+    ):
+        if (doc := docs.get(kind)) and not (c.get(key) or {}).get("image"):
+            c.setdefault(key, {})["image"] = doc.get("image", "")
+    if "DiscoveryServiceConfig" in docs and not c.get("discovery"):
+        c["discovery"] = {"enabled": True}
+    return v1

@@ -128,14 +128,18 @@ class Talosctl:
         image: str,
         *,
         stage: bool = False,
+        legacy: bool = False,
         preserve: bool = False,
         timeout: float = 1800,
     ) -> list[str]:
         argv = ["upgrade", *self._node(node), "--image", image, "--timeout", f"{int(timeout)}s"]
         if preserve:
             argv.append("--preserve")
+        if legacy:
+            argv.append("--legacy")  # talosctl >= 1.13 only: the MachineService.Upgrade path
         if stage:
-            argv += ["--stage", "--wait=false"]
+            # waited for like any upgrade: the staged sequence reboots the node by itself
+            argv.append("--stage")
         return argv
 
     def reboot(self, node: str, timeout: float = 1800) -> list[str]:

@@ -157,6 +157,9 @@ class Upgrader:
         self.tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
         self.journal = Journal(repo, cluster, "upgrade")
         self.nodes = {n.ip: n for n in cluster.nodes}
+        # the talosctl release driving the upgrade (set by the preflight): from v1.13 it decides
+        # whether --stage reaches the node at all
+        self.talosctl_version: str | None = None
 
     def _run(self, args: list[str], node: str | None = None, timeout: float = 120) -> str:
         return run(self.prog, args, node=node, timeout=timeout).stdout
@@ -274,57 +277,61 @@ class Upgrader:
             time.sleep(1)
 
     # one node ---------------------------------------------------------------------------------
+    def _upgrade(self, node: Node, image: str, running: str, *, stage: bool) -> None:
+        """One `talosctl upgrade`, waited for. A staged upgrade reboots the node by itself: its
+        StageUpgrade sequence ends with a reboot phase, and the next boot installs the staged
+        image and reboots into it (v1.7.0..v1.12.x internal/app/machined/pkg/runtime/v1alpha1/
+        v1alpha1_sequencer.go), so talosctl's tracker follows it back; a `reboot` sent meanwhile
+        would be refused by machined's sequencer lock, or reboot the node a second time."""
+        legacy = stage and not staged_upgrade_reaches_node(self.talosctl_version, running)
+        if legacy:
+            # talosctl >= 1.13 upgrades a >= 1.13 node through LifecycleService.Upgrade and
+            # ignores --stage there; only the deprecated legacy path (--legacy, until Talos
+            # 1.18) still runs the StageUpgrade sequence (v1.13.0 cmd/talosctl/cmd/talos/
+            # upgrade.go).
+            log.warning(
+                "%s: talosctl %s upgrades Talos %s nodes through the LifecycleService, which "
+                "ignores --stage; using the deprecated legacy path (--legacy --stage)",
+                node.ip,
+                self.talosctl_version,
+                running,
+            )
+        self._run(
+            self.tc.upgrade(
+                node.ip,
+                image,
+                stage=stage,
+                legacy=legacy,
+                preserve=self.opts.preserve,
+                timeout=self.opts.timeout,
+            ),
+            node=node.ip,
+            timeout=self.opts.timeout + 60,
+        )
+
     def upgrade_node(self, step: NodeStep) -> None:
         node = self.nodes[step.ip]
+        running = step.current
         for hop in step.hops:
             image = self.cluster.installer_image(hop)
             with self.journal.step("upgrade", node.ip, image=image, role=node.role):
                 self.opts.reporter.node(node.ip, f"upgrading to {hop}")
                 try:
-                    self._run(
-                        self.tc.upgrade(
-                            node.ip,
-                            image,
-                            stage=self.opts.stage,
-                            preserve=self.opts.preserve,
-                            timeout=self.opts.timeout,
-                        ),
-                        node=node.ip,
-                        timeout=self.opts.timeout + 60,
-                    )
-                    if self.opts.stage:
-                        self._run(
-                            self.tc.reboot(node.ip, self.opts.timeout),
-                            node=node.ip,
-                            timeout=self.opts.timeout + 60,
-                        )
+                    self._upgrade(node, image, running, stage=self.opts.stage)
                 except CommandFailed as e:
                     if BUSY_FILE not in e.output or self.opts.stage:
                         raise
-                    # The runbook's answer to a file held open on disk: stage the upgrade so it
-                    # runs early in the next boot, then reboot.
+                    # The runbook's answer to a file held open on disk: a staged upgrade, which
+                    # installs early in the next boot, before anything holds the file.
                     log.warning(
-                        "%s: upgrade failed on a busy file (%s); retrying once as a "
-                        "staged upgrade followed by a reboot",
+                        "%s: upgrade failed on a busy file (%s); retrying once as a staged "
+                        "upgrade (it reboots the node by itself)",
                         node.ip,
                         BUSY_FILE,
                     )
                     self.journal.write("upgrade", "staged-retry", node.ip, image=image)
-                    self._run(
-                        self.tc.upgrade(
-                            node.ip,
-                            image,
-                            stage=True,
-                            preserve=self.opts.preserve,
-                            timeout=self.opts.timeout,
-                        ),
-                        node=node.ip,
-                    )
-                    self._run(
-                        self.tc.reboot(node.ip, self.opts.timeout),
-                        node=node.ip,
-                        timeout=self.opts.timeout + 60,
-                    )
+                    self._upgrade(node, image, running, stage=True)
+            running = hop
             with self.journal.step("verify-version", node.ip, expected=hop):
                 out = self._run(self.tc.version(node.ip), node=node.ip, timeout=60)
                 now = parse_server_version(out).get(node.ip)
@@ -390,6 +397,17 @@ class Upgrader:
         return out
 
 
+def staged_upgrade_reaches_node(talosctl: str | None, running: str) -> bool:
+    """Whether `talosctl upgrade --stage` runs the node's StageUpgrade sequence: always with
+    talosctl up to v1.12; from v1.13 only when the node is older than 1.13, where talosctl falls
+    back to the legacy MachineService.Upgrade (talosUpgradeAPIVersionRange ">1.13.0-alpha.2",
+    v1.13.0 cmd/talosctl/cmd/talos/upgrade.go). An unknown talosctl is taken as older."""
+    if talosctl is None:
+        return True
+    client, node = Version.parse(talosctl), Version.parse(running)
+    return (client.major, client.minor) < (1, 13) or (node.major, node.minor) < (1, 13)
+
+
 @dataclass
 class UpgradeOutcome:
     plan: UpgradePlan
@@ -419,7 +437,7 @@ def upgrade(
         return outcome
     with cluster_lock(repo, cluster, "upgrade"):
         # talosctl drives the upgrade's tracker: it must know the target version's API
-        toolbox.check_talosctl_version(prog, cluster)
+        up.talosctl_version = toolbox.check_talosctl_version(prog, cluster)
         up.journal.write("upgrade", "start", None, target=p.target)
         up.run_plan(p)
         progress.phase("Observe again")

@@ -113,6 +113,9 @@ def test_failed_apply_exits_with_node_command_and_output_then_resumes(demo_repo:
 
 
 def test_hung_apply_times_out_then_a_rerun_resumes(demo_repo: FleetRepo) -> None:
+    # The hang runs on talosim's clock, frozen here: the apply hangs until talosprov's timeout
+    # kills it, however loaded the machine is. The timeout only has to exceed a normal call.
+    demo_repo.clock("--freeze")
     demo_repo.fault(
         "--node",
         "127.0.10.5",
@@ -125,10 +128,10 @@ def test_hung_apply_times_out_then_a_rerun_resumes(demo_repo: FleetRepo) -> None
         "--times",
         "1",
     )
-    r = demo_repo.invoke("install", "--cluster", "demo", "--command-timeout", "3")
+    r = demo_repo.invoke("install", "--cluster", "demo", "--command-timeout", "8")
     assert r.returncode == 1
     assert "on node 127.0.10.5" in r.stderr
-    assert "timed out after 3s" in r.stderr
+    assert "timed out after 8s" in r.stderr
     _ok(demo_repo.invoke("install", "--cluster", "demo"))
 
 
@@ -283,6 +286,7 @@ def test_ctrl_c_leaves_no_decrypted_secret_and_a_rerun_finishes(
 ) -> None:
     demo_repo.talosim("fleet", "destroy")
     demo_repo.fleet("127.0.10.1-5", "127.0.10.1-3", install_seconds=4)
+    demo_repo.clock("--freeze")  # the install cannot finish before the Ctrl-C, however slow
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     proc = subprocess.Popen(
@@ -303,6 +307,7 @@ def test_ctrl_c_leaves_no_decrypted_secret_and_a_rerun_finishes(
     assert "interrupted" in err
     assert list(private_tmp.iterdir()) == [], "a private folder with secrets was left behind"
     assert not list(demo_repo.root.rglob("*.tmp"))
+    demo_repo.clock("--real")
     _ok(demo_repo.invoke("install", "--cluster", "demo"))
 
 

@@ -50,10 +50,11 @@ def test_single_node_upgrade_then_skip_when_current(installed: FleetRepo) -> Non
     assert _upgrades(installed, n) == []
 
 
-def test_busy_file_failure_is_retried_once_as_staged_upgrade_and_reboot(
+def test_busy_file_failure_is_retried_once_as_a_staged_upgrade_that_reboots_by_itself(
     installed: FleetRepo,
 ) -> None:
     _bump(installed, "v1.7.4")
+    installed.set_timings(upgrade=0.3, install=0.3, reboot=0.2, boot=0.1)
     installed.fault(
         "--node",
         "127.0.10.5",
@@ -68,15 +69,20 @@ def test_busy_file_failure_is_retried_once_as_staged_upgrade_and_reboot(
     )
     n = len(installed.calls())
     out = _ok(installed.invoke("upgrade", "--node", "127.0.10.5"))
-    assert "retrying once as a staged upgrade followed by a reboot" in out
+    assert "retrying once as a staged upgrade (it reboots the node by itself)" in out
     calls = installed.calls()[n:]
     ups = [c["argv"] for c in calls if c["cmd"] in ("upgrade", "reboot")]
-    assert len(ups) == 3
+    assert len(ups) == 2, "no reboot: the StageUpgrade sequence reboots the node itself"
     assert "--stage" not in ups[0]
     assert "--stage" in ups[1]
-    assert ups[2][0] == "reboot"
-    assert "--wait" in ups[2]
+    assert not [a for a in ups[1] if a.startswith("--wait")], "talosctl waits for the node"
     assert _version(installed, "127.0.10.5") == "v1.7.4"
+    nodes = json.loads(installed.talosim("fleet", "list", "-o", "json").stdout)
+    events = next(nd["events"] for nd in nodes if nd["ip"] == "127.0.10.5")
+    staged = next(i for i, e in enumerate(events) if e["event"] == "upgrade staged")
+    assert [e.get("code") for e in events[staged:] if e["event"] == "sequence"] == []
+    reboots = [e for e in events[staged:] if e.get("stage") == "rebooting"]
+    assert len(reboots) == 2, "the staged sequence's reboot and the installer's, no third"
 
 
 def test_silent_rollback_is_detected(installed: FleetRepo) -> None:

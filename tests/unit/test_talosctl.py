@@ -52,10 +52,12 @@ def test_insecure_only_for_maintenance_calls() -> None:
     assert "--insecure" in tc.machinestatus("1.2.3.4", insecure=True)
 
 
-def test_staged_upgrade_does_not_wait_for_a_reboot_that_is_not_coming() -> None:
+def test_staged_upgrade_is_waited_for_because_its_sequence_reboots_by_itself() -> None:
     argv = T.Talosctl(Path("tc")).upgrade("1.2.3.4", "img:v1", stage=True)
     assert "--stage" in argv
-    assert "--wait=false" in argv
+    assert not [a for a in argv if a.startswith("--wait")]
+    assert "--legacy" not in argv
+    assert "--legacy" in T.Talosctl(Path("tc")).upgrade("1.2.3.4", "i:v1", stage=True, legacy=True)
 
 
 def test_gen_config_passes_patches_in_order_and_no_docs() -> None:

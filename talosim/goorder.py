@@ -8,6 +8,10 @@ Go type each document kind decodes into (the registry.Register calls).
 
     python -m talosim.goorder --tag v1.9.6 /tmp/talos-v1.9.6/pkg/machinery/config/types \
         > talosim/data/order/v1.9.json
+
+With --skeleton it prints the key skeleton of real talosctl output instead (the stability
+testdata of pkg/machinery/config/types/v1alpha1/testdata/stability/v1.N/), which the tests use
+as the oracle for talosim/order.py.
 """
 
 from __future__ import annotations
@@ -139,11 +143,40 @@ def _struct_body(lines: list[str], i: int, pkg: str) -> tuple[list[dict[str, Any
     raise SystemExit("unterminated struct")
 
 
+def skeleton(v: Any) -> Any:
+    """A config with every non-empty string value replaced by "s": keys, their order, lists,
+    numbers, booleans and emptiness (what omitempty looks at) stay; certificates and tokens go.
+    (main keeps each document's apiVersion and kind, which pick its Go type.)"""
+    if isinstance(v, dict):
+        return {k: skeleton(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [skeleton(x) for x in v]
+    if isinstance(v, str) and v:
+        return "s"
+    return v
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True, help="the Talos tag the sources were read from")
+    ap.add_argument(
+        "--skeleton",
+        action="store_true",
+        help="instead: print the key skeleton of the YAML config files given (test oracles)",
+    )
     ap.add_argument("paths", nargs="+", type=Path, help=".go files or folders holding them")
     args = ap.parse_args(argv)
+    if args.skeleton:
+        import yaml
+
+        for p in args.paths:
+            docs = [
+                {**skeleton(d), **{k: d[k] for k in ("apiVersion", "kind") if k in d}}
+                for d in yaml.safe_load_all(p.read_text())
+                if d is not None
+            ]
+            yaml.safe_dump_all(docs, sys.stdout, sort_keys=False, explicit_start=True)
+        return 0
     files: list[Path] = []
     for p in args.paths:
         files += sorted(p.rglob("*.go")) if p.is_dir() else [p]

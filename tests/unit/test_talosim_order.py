@@ -14,6 +14,15 @@ from talosim import machineconfig as mc
 from tests.conftest import ROOT
 
 CASES = sorted((ROOT / "tests" / "cases" / "order").glob("*.yaml"))
+STABILITY = sorted((ROOT / "tests" / "cases" / "order" / "stability").glob("*.yaml"))
+
+
+def _reversed(v: object) -> object:
+    if isinstance(v, dict):
+        return {k: _reversed(v[k]) for k in reversed(list(v))}
+    if isinstance(v, list):
+        return [_reversed(x) for x in v]
+    return v
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
@@ -22,6 +31,21 @@ def test_documents_come_out_in_go_struct_order(case: Path) -> None:
     got = order.order_docs(spec["docs"], spec["version"])
     # json.dumps keeps key order, so this compares order as well as content
     assert json.dumps(got, indent=1) == json.dumps(spec["expect"], indent=1)
+
+
+@pytest.mark.parametrize("case", STABILITY, ids=[c.stem for c in STABILITY])
+def test_real_talosctl_output_is_reproduced_from_any_key_order(case: Path) -> None:
+    """The oracle: Talos's own stability testdata (what its encoder wrote for each contract,
+    kept as a key skeleton), fed in with every mapping's keys reversed."""
+    want = [d for d in yaml.safe_load_all(case.read_text()) if d is not None]
+    minor = order.minor_of(case.stem.split("-")[0])
+    got = order.order_docs(_reversed(want), (1, minor))  # type: ignore[arg-type]
+    assert json.dumps(got, indent=1) == json.dumps(want, indent=1)
+
+
+def test_stability_oracles_cover_every_minor() -> None:
+    minors = {order.minor_of(c.stem.split("-")[0]) for c in STABILITY}
+    assert minors == set(range(order.MINORS[0], order.MINORS[1] + 1))
 
 
 def test_every_played_minor_has_cases_and_data() -> None:

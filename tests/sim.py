@@ -16,8 +16,10 @@ TALOSCTL = str(ROOT / "talosim" / "bin" / "talosctl")
 class Sim:
     """A state folder, a HOME and a working directory for emulated talosctl runs."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, talosctl_version: str | None = None) -> None:
         self.base = base
+        # the talosctl release talosim plays (TALOSIM_VERSION); None: talosim's default
+        self.talosctl_version = talosctl_version
         self.state = base / ".talosim"
         self.home = base / "home"
         self.cwd = base / "work"
@@ -30,6 +32,8 @@ class Sim:
         env.update(
             {"TALOSIM_STATE": str(self.state), "HOME": str(self.home), "PYTHONPATH": str(ROOT)}
         )
+        if self.talosctl_version:
+            env["TALOSIM_VERSION"] = self.talosctl_version
         return env
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -60,7 +64,7 @@ class Sim:
         shutil.copytree(
             self.base, dest, symlinks=True, ignore=shutil.ignore_patterns("kubeapi", "*.lock")
         )
-        return Sim(dest)
+        return Sim(dest, self.talosctl_version)
 
 
 CPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.sim import CPS, TALOSCTL, WORKERS, Sim
+from tests.sim import CPS, TALOSCTL, WORKERS, Sim, build_cluster
 
 SCHEMAS = ROOT / "talosim" / "schemas"
 
@@ -568,3 +568,43 @@ def test_every_declared_flag_is_read_somewhere_or_refused() -> None:
         )
     ]
     assert unread == []
+
+
+def _versioned_cluster(tmp_path: Path, talos: str) -> Sim:
+    sim = Sim(tmp_path / "v", talosctl_version="v1.13.0")
+    build_cluster(sim, talos=talos)
+    return sim
+
+
+def test_talosctl_1_13_ignores_stage_on_a_1_13_node_and_says_it_is_deprecated(
+    tmp_path: Path,
+) -> None:
+    sim = _versioned_cluster(tmp_path, "v1.13.0")
+    try:
+        img = "ghcr.io/siderolabs/installer:v1.13.1"
+        r = sim.ok(*sim.tc("upgrade", "-n", "127.0.10.4", "--stage", "--image", img))
+        assert (
+            "Flag --stage has been deprecated, legacy flag for MachineService.Upgrade fallback, "
+            "to be removed in Talos 1.18\n" in r.stderr
+        )
+        events = [e["event"] for e in _events(sim, "127.0.10.4")]
+        assert "upgrade staged" not in events
+        assert "upgrade --stage ignored (LifecycleService path)" in events
+        assert _server_tag(sim, "127.0.10.4") == "v1.13.1"
+    finally:
+        sim.destroy()
+
+
+def test_talosctl_1_13_stages_on_an_older_node_through_the_legacy_fallback(
+    tmp_path: Path,
+) -> None:
+    sim = _versioned_cluster(tmp_path, "v1.12.0")
+    try:
+        img = "ghcr.io/siderolabs/installer:v1.12.1"
+        r = sim.ok(*sim.tc("upgrade", "-n", "127.0.10.4", "--stage", "--image", img))
+        assert "Flag --stage has been deprecated" in r.stderr
+        assert "New upgrade API is not available, falling back to legacy\n" in r.stderr
+        assert "upgrade staged" in [e["event"] for e in _events(sim, "127.0.10.4")]
+        assert _server_tag(sim, "127.0.10.4") == "v1.12.1"
+    finally:
+        sim.destroy()

@@ -31,6 +31,25 @@ class Kubectl:
         ]
 
 
+    def cordon(self, name: str) -> list[str]:
+        return [*self._base(), "cordon", name, "--request-timeout", "20s"]
+
+    def drain(self, name: str, timeout: float = 300) -> list[str]:
+        # static pods are mirror pods, which drain skips; DaemonSet pods stay with the node
+        return [
+            *self._base(),
+            "drain",
+            name,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout",
+            f"{int(timeout)}s",
+        ]
+
+    def delete_node(self, name: str) -> list[str]:
+        return [*self._base(), "delete", "node", name, "--ignore-not-found", "--wait=false"]
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     name: str

@@ -74,6 +74,23 @@ class Talosctl:
         return argv
 
     @staticmethod
+    def gen_talosconfig(name: str, endpoint: str, secrets: Path, out: Path) -> list[str]:
+        """Only a talosconfig (admin client certificate) signed by the bundle's Talos CA; with a
+        single output type --output names the file."""
+        return [
+            "gen",
+            "config",
+            name,
+            endpoint,
+            "--with-secrets",
+            str(secrets),
+            "--output-types",
+            "talosconfig",
+            "--output",
+            str(out),
+        ]
+
+    @staticmethod
     def machineconfig_patch(config: Path, patches: list[Path], out: Path) -> list[str]:
         return [
             "machineconfig",
@@ -151,6 +168,40 @@ class Talosctl:
     def upgrade_k8s(self, node: str, to: str, *, dry_run: bool) -> list[str]:
         argv = ["upgrade-k8s", *self._node(node), "--to", to]
         return argv + (["--dry-run"] if dry_run else [])
+
+    # -- day-2 (etcd, reset) ---------------------------------------------------------------------
+    def etcd_status(self, node: str) -> list[str]:
+        return ["etcd", "status", *self._node(node)]
+
+    def etcd_leave(self, node: str) -> list[str]:
+        return ["etcd", "leave", *self._node(node)]
+
+    def etcd_remove_member(self, node: str, member_id: str) -> list[str]:
+        """Run on a remaining member: removes a (dead) member by its hex ID."""
+        return ["etcd", "remove-member", member_id, *self._node(node)]
+
+    def bootstrap_recover(self, node: str, snapshot: Path) -> list[str]:
+        return ["bootstrap", *self._node(node), f"--recover-from={snapshot}"]
+
+    def reset(
+        self,
+        node: str,
+        *,
+        graceful: bool,
+        reboot: bool,
+        system_labels: tuple[str, ...] = (),
+        timeout: float = 600,
+    ) -> list[str]:
+        """`talosctl reset`; --wait (the default) follows it, so a failed sequence is seen."""
+        argv = [
+            "reset",
+            *self._node(node),
+            f"--graceful={str(graceful).lower()}",
+            f"--reboot={str(reboot).lower()}",
+        ]
+        if system_labels:
+            argv.append(f"--system-labels-to-wipe={','.join(system_labels)}")
+        return [*argv, "--timeout", f"{int(timeout)}s"]
 
 
 def _minor(talos_version: str) -> str:

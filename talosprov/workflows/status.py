@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import logging
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ from ..redact import bundle_values, redact_doc
 from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl, parse_machineconfig, parse_server_version
+from . import certs as certs_wf
 from .runtime import parallel, probe
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ def status(
     talos_side = parallel(one, cluster.nodes, workers)
     # Kubernetes second: the nodes answer first (and an emulated API server is up by then)
     kube = _kube_nodes(repo, cluster, kubectl)
+    soonest = certs_wf.nearest(repo, cluster, dt.datetime.now(dt.UTC))
+    log.info("%s: nearest certificate expiry: %s (invoke certs)", cluster.name, soonest)
     out = []
     for node, stage, talos, sync in talos_side:
         kn = kube.get(node.ip)

@@ -25,6 +25,7 @@ from ..tools.talosctl import (
     parse_server_version,
 )
 from ..versions import Version, check_kubernetes_supported, upgrade_path
+from . import etcd as etcd_wf
 from .runtime import Journal, LogReporter, Reporter, cluster_lock, parallel, probe
 
 log = logging.getLogger(__name__)
@@ -232,13 +233,8 @@ class Upgrader:
             )
 
     def snapshot(self, node: Node) -> Path:
-        d = self.repo.state_dir(self.cluster) / "backups"
-        d.mkdir(exist_ok=True, mode=0o700)
-        path = d / f"etcd-{time.strftime('%Y%m%dT%H%M%S')}-{node.hostname}.db"
-        self._run(self.tc.etcd_snapshot(node.ip, path), node=node.ip, timeout=600)
-        path.chmod(0o600)
-        log.info("%s: etcd snapshot saved to %s", node.ip, self.repo.rel(path))
-        return path
+        # the same snapshots as `invoke backup`, in .state/<cluster>/backups/
+        return etcd_wf.take_snapshot(self.repo, self.cluster, self.prog, self.tc, node.ip)
 
     def user_gates(self, after: str) -> None:
         gates = [*self.cluster.upgrade.gates, *self.opts.gates]
@@ -363,7 +359,6 @@ class Upgrader:
         out = []
         for batch in p.batches:
             for s in batch:
-                node = self.nodes[s.ip]
                 if s.role == "controlplane":
                     out.append(
                         shlex.join(
@@ -374,7 +369,7 @@ class Upgrader:
                                     Path(".state")
                                     / self.cluster.name
                                     / "backups"
-                                    / f"etcd-<time>-{node.hostname}.db",
+                                    / f"<UTC timestamp>{etcd_wf.SUFFIX}",
                                 ),
                             ]
                         )

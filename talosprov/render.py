@@ -288,6 +288,23 @@ def diff_folder(folder: Path, label: str, files: list[RenderedFile]) -> str:
     return "".join(chunks)
 
 
+def unexpected_files(folder: Path, label: str, files: list[RenderedFile]) -> str:
+    """One line per file under folder that `files` does not produce (a stale temporary file of
+    a killed run, a hand-made file): `generate --check` fails on them, `--commit` skips them."""
+    if not folder.is_dir():
+        return ""
+    wanted = {f.relpath for f in files}
+    extra = sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and str(p.relative_to(folder)) not in wanted
+    )
+    return "".join(
+        f"unexpected file {label}/{rel}: not produced by `invoke generate`; remove it\n"
+        for rel in extra
+    )
+
+
 def write_folder(folder: Path, files: list[RenderedFile]) -> tuple[list[str], list[str], int]:
     """Write changed files atomically and remove files no longer produced."""
     have = _existing(folder)
@@ -314,7 +331,8 @@ def render(repo: Repo, cluster: Cluster) -> RenderResult:
 
 
 def check(repo: Repo, cluster: Cluster) -> str:
-    """The diff that `render` would apply; empty when patches/ is up to date."""
-    return diff_folder(
-        repo.patches_dir(cluster), f"patches/{cluster.name}", render_cluster(repo, cluster)
-    )
+    """The diff that `render` would apply, and files it would not write; empty when patches/
+    is up to date."""
+    files = render_cluster(repo, cluster)
+    folder, label = repo.patches_dir(cluster), f"patches/{cluster.name}"
+    return diff_folder(folder, label, files) + unexpected_files(folder, label, files)

@@ -1,12 +1,14 @@
 """The cluster secrets bundle, age-encrypted at secrets/<cluster>.yaml.age.
 
-Plaintext only ever exists in 0600 files inside a 0700 private folder that is removed in
-`finally`; it is never passed on a command line nor logged.
+Plaintext only ever exists in 0600 files inside a 0700 private folder under .state/private/
+that is removed in `finally` (and, after a SIGKILL, by the next task's sweep); it is never passed
+on a command line nor logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -36,15 +38,81 @@ RESTORE_HINT = (
 )
 
 
+# The repository of the running task: private folders go under its .state/ (set by the task
+# layer at the start of every task; library callers outside a task may pass `repo` instead).
+_task_repo: Repo | None = None
+OWNER_FILE = ".owner"
+
+
+def use_repo(repo: Repo | None) -> None:
+    global _task_repo
+    _task_repo = repo
+
+
+def private_root(repo: Repo) -> Path:
+    """.state/private/ (0700, like .state/ itself)."""
+    root = repo.root / ".state" / "private"
+    for d in (root.parent, root):
+        d.mkdir(mode=0o700, exist_ok=True)
+        d.chmod(0o700)
+    return root
+
+
 @contextlib.contextmanager
-def private_dir() -> Iterator[Path]:
-    """A 0700 folder for plaintext secrets, removed however the block ends (Ctrl-C included)."""
-    d = Path(tempfile.mkdtemp(prefix="talosprov-"))
+def private_dir(repo: Repo | None = None) -> Iterator[Path]:
+    """A 0700 folder for plaintext secrets, removed however the block ends (Ctrl-C, SIGTERM).
+
+    It lives under .state/private/ rather than in TMPDIR so that a run killed with SIGKILL leaves
+    it where the next task finds it: the folder holds an flock for as long as its process lives,
+    and `sweep_private` removes every folder whose lock is free.
+    """
+    repo = repo or _task_repo
+    if repo is None:  # no repository (library use outside a task): the system's temp folder
+        parent = None
+    else:
+        parent = private_root(repo)
+    d = Path(tempfile.mkdtemp(prefix=f"talosprov-{os.getpid()}-", dir=parent))
+    fd = -1
     try:
         d.chmod(0o700)
+        fd = os.open(d / OWNER_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when this process dies
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def sweep_private(repo: Repo, *, grace_seconds: float = 60) -> list[str]:
+    """Remove private folders left by runs that were killed (their lock is free); returns them.
+
+    A folder without its lock file is only removed after `grace_seconds`: its process may be
+    between creating the folder and locking it.
+    """
+    root = repo.root / ".state" / "private"
+    if not root.is_dir():
+        return []
+    removed = []
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        owner = d / OWNER_FILE
+        try:
+            fd = os.open(owner, os.O_RDONLY)
+        except FileNotFoundError:
+            if time.time() - d.stat().st_mtime < grace_seconds:
+                continue
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run owns it
+            finally:
+                os.close(fd)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(repo.rel(d))
+    return removed
 
 
 def write_private(path: Path, data: bytes) -> None:

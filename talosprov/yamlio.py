@@ -20,7 +20,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.reader import ReaderError
 
 # Cluster files are a few KB; anything far larger is a mistake (or an attack on the parser).
-MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 256 * 1024
 # How much of a value an error message quotes: enough to recognise it, never megabytes.
 QUOTE_LIMIT = 80
 # A cluster file holds a few hundred values; aliases could multiply them into billions
@@ -120,10 +120,45 @@ def _mark(ev: Any) -> str:
     return f"{m.line + 1}:{m.column + 1}" if m else "?"
 
 
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse deeply nested flow collections ([[[[...) from the text itself: ruamel's scanner
+    looks ahead across all of them (seconds for a 40 KB line) before the first event. Brackets
+    inside quotes and comments do not count; ones in plain scalars do (a false alarm would need
+    more than MAX_DEPTH unclosed ones)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth, quote, i, n = 0, "", 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'" and (i == 0 or text[i - 1] in " \t\n[{,:-"):
+            quote = ch  # a quoted scalar starts a token; an apostrophe in `don't` does not
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, col = _line_col(text, i)
+                raise _ShapeError(
+                    f"{source}:{line}:{col}: nested deeper than {MAX_DEPTH} levels: flatten it"
+                )
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+
+
 def load_rt(text: str, source: str) -> Any:
     """Parse YAML keeping comments and positions; raise ValueError with file:line:column."""
     try:
-        _check_shape(text, source)
+        _check_flow_depth(text, source)
+        if "*" in text:  # only aliases can multiply values; block nesting recurses at most
+            _check_shape(text, source)  # ~300 levels before RecursionError, caught below
         return round_trip().load(text)
     except _ShapeError:
         raise

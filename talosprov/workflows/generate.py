@@ -20,7 +20,7 @@ from .. import progress, render, secrets
 from ..errors import SecretsError
 from ..model import Cluster, Node, Repo
 from ..redact import redact
-from ..render import RenderedFile, diff_folder, write_folder
+from ..render import RenderedFile, diff_folder, unexpected_files, write_folder
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl
 
@@ -52,7 +52,7 @@ def build(
     repo: Repo, cluster: Cluster, prog: Program, *, throwaway: bool = False, parallel: int = 8
 ) -> Iterator[Build]:
     """Build every config in a private folder; `throwaway` uses a fresh bundle (no keys)."""
-    with secrets.private_dir() as tmp:
+    with secrets.private_dir(repo) as tmp:
         bundle_path = tmp / "secrets.yaml"
         if throwaway:
             run(prog, Talosctl.gen_secrets(bundle_path, cluster.talos_version))
@@ -78,7 +78,9 @@ def build(
                 patches_cp=cp_p,
                 patches_worker=w_p,
                 kubernetes_version=cluster.kubernetes_version,
-                talos_version=cluster.talos_version,
+                # the pinned contract, not the installed version (docs v1.13 "Reproducible
+                # Machine Configuration"; pkg/machinery/config/contract.go)
+                talos_version=cluster.contract_version(),
                 install_image=cluster.installer_image(),
                 install_disk=cluster.install.disk,
             ),
@@ -101,6 +103,9 @@ def build(
             node_configs = dict(pool.map(one, cluster.nodes))
         for p in roles.values():
             run(prog, Talosctl.validate(p))
+        for p in tmp.rglob("*"):  # talosctl writes its outputs 0644; nobody else may read them
+            if p.is_file():
+                p.chmod(0o600)
         b = Build(tmp, roles, node_configs, gen / "talosconfig")
         label = f"generated/{cluster.name}"
         for role, p in roles.items():
@@ -136,10 +141,21 @@ def generate(
 
 
 def check(repo: Repo, cluster: Cluster, prog: Program) -> str:
-    """Diff of patches/ and generated/ against a regeneration with a throwaway bundle."""
-    diff = render.check(repo, cluster)
+    """Diff of patches/ and generated/ against a regeneration with a throwaway bundle, and the
+    files in them that generate would not write."""
+    files = render.render_cluster(repo, cluster)
+    pdir, plabel = repo.patches_dir(cluster), f"patches/{cluster.name}"
+    diff = diff_folder(pdir, plabel, files)
+    extra = unexpected_files(pdir, plabel, files)
     if diff:
         # generate from what the templates say now, without touching the repository
-        return diff + "\n(generated/ not checked: patches/ are stale; run `invoke generate`)\n"
+        return (
+            diff + extra + "\n(generated/ not checked: patches/ are stale; run `invoke generate`)\n"
+        )
+    gdir, glabel = repo.generated_dir(cluster), f"generated/{cluster.name}"
     with build(repo, cluster, prog, throwaway=True) as b:
-        return diff_folder(repo.generated_dir(cluster), f"generated/{cluster.name}", b.redacted)
+        return (
+            extra
+            + diff_folder(gdir, glabel, b.redacted)
+            + unexpected_files(gdir, glabel, b.redacted)
+        )

@@ -6,15 +6,19 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 from filelock import FileLock, Timeout
 
+from .. import secrets
 from ..errors import CommandFailed, LockedError, WorkflowError
 from ..model import Cluster, Repo
 from ..tools.run import Program, run
@@ -49,11 +53,130 @@ class LogReporter:
             log.info("%s: %s", ip, status)
 
 
+# -- crash safety: signals, leftovers -----------------------------------------------------------
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a task: unwinds like Ctrl-C so every `finally` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+_signals: dict[str, Any] = {"depth": 0, "received": None}
+
+
+def handle_signals() -> None:
+    """SIGTERM is handled like SIGINT (a service manager or `timeout` sends it): inside a task
+    both raise Interrupted, so private folders are removed; outside one (while invoke starts up
+    or after the task) they end the process at once with a message, as nothing is in progress."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    name = signal.Signals(signum).name
+    if _signals["received"] is not None:
+        # already unwinding: a second signal must not cut the cleanup short
+        os.write(2, f"{name} again: still cleaning up, please wait\n".encode())
+        return
+    if not _signals["depth"]:
+        os.write(
+            2, f"interrupted ({name}) while no task was running: nothing was changed\n".encode()
+        )
+        os._exit(128 + signum)
+    _signals["received"] = signum
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def task_run(repo: Repo) -> Iterator[None]:
+    """The frame of every task: leftovers of killed runs are swept first; signals interrupt."""
+    outer = _signals["depth"] == 0  # a task may call another one (the demo does)
+    if outer:
+        secrets.use_repo(repo)
+        _signals["received"] = None
+    _signals["depth"] += 1
+    try:
+        if outer:
+            sweep(repo)
+        yield
+    finally:
+        _signals["depth"] -= 1
+        if outer:
+            secrets.use_repo(None)
+
+
+# A temporary file younger than this may belong to a run that is writing it right now.
+STALE_TMP_SECONDS = 60.0
+_TMP_FOLDERS = ("generated", "patches", "secrets", "schemas", ".state")
+
+
+def stale_tmp_files(repo: Repo, *, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
+    """`.<name>.<random>.tmp` files of atomic writes that a killed run never renamed."""
+    now = time.time()
+    found = [p for p in repo.root.glob(".*.tmp") if p.is_file()]
+    for top in _TMP_FOLDERS:
+        d = repo.root / top
+        if d.is_dir():
+            found += [p for p in d.rglob(".*.tmp") if p.is_file() and not p.is_symlink()]
+    out = []
+    for p in sorted(found):
+        with contextlib.suppress(FileNotFoundError):
+            if now - p.stat().st_mtime >= older_than:
+                out.append(p)
+    return out
+
+
+def sweep(repo: Repo) -> list[str]:
+    """Remove what killed runs left behind: private folders with plaintext secrets, stale
+    temporary files. Returns what was removed (repo-relative)."""
+    removed: list[str] = []
+    try:
+        state = repo.root / ".state"
+        if state.is_dir():  # keys, client configs and private folders: the owner's eyes only
+            state.chmod(0o700)
+        removed += secrets.sweep_private(repo)
+        for p in stale_tmp_files(repo):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(repo.rel(p))
+    except OSError as e:  # never let cleaning up stop the task itself
+        log.warning("could not sweep leftovers of earlier runs: %s", e)
+    if removed:
+        log.info(
+            "removed %d leftover(s) of an earlier run that was killed: %s",
+            len(removed),
+            ", ".join(removed),
+        )
+    return removed
+
+
+# -- the cluster lock ---------------------------------------------------------------------------
+def lock_state(repo: Repo, cluster: Cluster) -> str | None:
+    """None when no run is or was holding the lock; otherwise what `status` should say."""
+    d = repo.root / ".state" / cluster.name
+    info = d / "lock.info"
+    if not info.exists():
+        return None
+    holder = info.read_text(errors="replace").strip()[:200] or "a run"
+    lock = FileLock(str(d / "lock"), mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return f"running now: {holder}"
+    lock.release()
+    return (
+        f"stale lock info: {holder} did not finish (killed?). Harmless: the lock itself was "
+        "released when that process ended; re-run that task to resume where it stopped"
+    )
+
+
 @contextlib.contextmanager
 def cluster_lock(repo: Repo, cluster: Cluster, workflow: str) -> Iterator[None]:
     """One mutating run per cluster at a time."""
     d = repo.state_dir(cluster)
-    lock = FileLock(str(d / "lock"))
+    lock = FileLock(str(d / "lock"), mode=0o600)
     info = d / "lock.info"
     try:
         lock.acquire(timeout=0)
@@ -64,7 +187,10 @@ def cluster_lock(repo: Repo, cluster: Cluster, workflow: str) -> Iterator[None]:
             f"finish (the lock is {repo.rel(d / 'lock')}, released when that process exits)"
         ) from None
     try:
-        info.write_text(f"{workflow} by pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
+        (d / "lock").chmod(0o600)  # also when an older talosprov created it 0644
+        fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{workflow} by pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):

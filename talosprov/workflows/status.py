@@ -18,7 +18,7 @@ from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl, parse_machineconfig, parse_server_version
 from . import certs as certs_wf
-from .runtime import parallel, probe
+from .runtime import lock_state, parallel, probe
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ def status(
 ) -> list[NodeStatus]:
     tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
     values = _bundle_values(repo, cluster)
+    lock_note = lock_state(repo, cluster)
+    if lock_note:
+        log.warning("%s: %s", cluster.name, lock_note)
 
     def one(node: Node) -> tuple[Node, str, str, str]:
         p = probe(prog, tc, node.ip)
@@ -112,6 +115,22 @@ def status(
             )
         )
     return out
+
+
+def verdict(rows: list[NodeStatus]) -> tuple[int, str] | None:
+    """(exit code, reason) when the cluster is not healthy, for scripts and CI: 3 when no node
+    answers, 2 when some node is unreachable, not running or not Ready; None when healthy."""
+    down = [r.ip for r in rows if r.stage in ("unreachable", "error", "foreign")]
+    if rows and len(down) == len(rows):
+        return 3, f"no node of the cluster answers ({', '.join(down)})"
+    bad = [
+        f"{r.ip} ({r.stage})" if r.stage != "running" else f"{r.ip} (not Ready)"
+        for r in rows
+        if r.stage != "running" or r.ready == "no"
+    ]
+    if bad:
+        return 2, f"{len(bad)} of {len(rows)} node(s) not healthy: {', '.join(bad)}"
+    return None
 
 
 def node_diff(

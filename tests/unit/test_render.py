@@ -160,7 +160,11 @@ def test_render_of_a_bad_cluster_file_exits_1_without_traceback(fleet_repo: Path
     cf.write_text(cf.read_text().replace("ip: 192.168.1.2\n", "ip: 192.168.1.1\n"))
     r = _invoke(fleet_repo, "render", "--cluster", "talos-cloudkoffer-v2")
     assert r.returncode == 1
-    assert "clusters/v2.yaml:19: nodes[1].ip: duplicate IP 192.168.1.1 (also nodes[0])" in r.stderr
+    lines = cf.read_text().splitlines()
+    line = lines.index("  - ip: 192.168.1.1", lines.index("  - ip: 192.168.1.1") + 1) + 1
+    assert f"clusters/v2.yaml:{line}: nodes[1].ip: duplicate IP 192.168.1.1 (also nodes[0])" in (
+        r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 

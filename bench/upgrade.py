@@ -19,15 +19,14 @@ def main() -> None:
         cf = b.root / "clusters" / "bench.yaml"
         # gate cost: the same upgrade with instant nodes
         b.talosim("fault", "clear")
-        fleet_json = b.root / ".talosim" / "fleet.json"
-        import json
 
         def timings(upgrade: float, reboot: float, boot: float) -> None:
-            f = json.loads(fleet_json.read_text())
-            f["settings"].update(
-                {"upgrade_seconds": upgrade, "reboot_seconds": reboot, "boot_seconds": boot}
+            b.talosim(
+                "fleet",
+                "timings",
+                *("--set", f"upgrade={upgrade}", "--set", f"reboot={reboot}"),
+                *("--set", f"boot={boot}"),
             )
-            fleet_json.write_text(json.dumps(f))
 
         cf.write_text(cf.read_text().replace("talos_version: v1.7.0", "talos_version: v1.7.4"))
         timings(0, 0, 0)

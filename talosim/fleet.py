@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from . import TALOSCTL_VERSION
+from . import TALOSCTL_VERSION, releases
 from . import nodes as N
 from .cli import Ctx, Fail, command
 from .commands_gen import _table
@@ -76,6 +76,10 @@ def fleet_create(ctx: Ctx) -> None:
     if not ips:
         raise Fail('required flag(s) "nodes" not set')
     cps = set(expand(",".join(ctx["controlplanes"])))
+    if not releases.is_played(ctx["talos-version"]):
+        raise Fail(
+            f"emulator: nodes boot Talos {releases.played_range()}, not {ctx['talos-version']!r}"
+        )
     disks = []
     for d in ctx["disk"] or ["/dev/nvme0n1:500GB"]:
         path, _, size = d.partition(":")
@@ -240,6 +244,12 @@ def fleet_clock(ctx: Ctx) -> None:
             + ", ".join(t.replace("_", "-") for t in TIMINGS)
             + " (e.g. reboot=1.5s)",
         ),
+        # the same values as fleet create's flags
+        Flag("install-seconds", "seconds", help="time spent installing"),
+        Flag("reboot-seconds", "seconds", help="time spent rebooting (API unreachable)"),
+        Flag("boot-seconds", "seconds", help="time spent booting"),
+        Flag("upgrade-seconds", "seconds", help="time spent in stage upgrading"),
+        Flag("kubeapi-idle-seconds", "seconds", help="emulated API server stops after this"),
     ],
 )
 def fleet_timings(ctx: Ctx) -> None:
@@ -263,6 +273,17 @@ def fleet_timings(ctx: Ctx) -> None:
         if seconds < 0:
             raise Fail(f"--set {item!r}: a duration must not be negative")
         changes[f"{key}_seconds"] = seconds
+    for key, value in (
+        ("install_seconds", ctx["install-seconds"]),
+        ("reboot_seconds", ctx["reboot-seconds"]),
+        ("boot_seconds", ctx["boot-seconds"]),
+        ("upgrade_seconds", ctx["upgrade-seconds"]),
+        ("kubeapi_idle_seconds", ctx["kubeapi-idle-seconds"]),
+    ):
+        if value is not None:
+            if value < 0:
+                raise Fail(f"--{key.replace('_', '-')}: a duration must not be negative")
+            changes[key] = value
     with state.locked():
         fleet = state.fleet()
         fleet["settings"] = {**fleet["settings"], **changes}

@@ -134,6 +134,7 @@ def test_fleet_timings_are_changed_by_a_command_and_kept_when_nodes_are_added(si
     assert "boot: 0.25s\n" in out
     sim.ok("fleet", "create", "--nodes", "127.0.10.2")
     assert "reboot: 3s\n" in sim.ok("fleet", "timings").stdout
+    assert "install: 4s\n" in sim.ok("fleet", "timings", "--install-seconds", "4").stdout
     r = sim.run("fleet", "timings", "--set", "reboto=1s")
     assert r.returncode == 1
     assert "NAME one of install, reboot, boot, upgrade, kubeapi-idle" in r.stderr

@@ -731,7 +731,9 @@ def _apply_running(ctx: Ctx, node: dict[str, Any], docs: list[Any], raw: str, mo
     needs_reboot = doc["machine"].get("install") != old["machine"].get("install")
     if no_reboots:
         needs_reboot = False  # from 1.14 AUTO means NO_REBOOT, which never asks for a reboot
-    old_text, new_text = mc.encode(old), mc.encode(doc)
+    # machined diffs both re-encoded from its Go types (configdiff.go EncodeBytes, comments off)
+    old_text = mc.encode_config([old], node["talos_version"])
+    new_text = mc.encode_config([doc], node["talos_version"])
     if mode == "auto":
         details = (
             "Applied configuration with a reboot: install configuration changed"

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root, throwaway copies of it, and golden-file updating."""
+"""Shared fixtures: the repository root, throwaway copies of its tracked files, needed tools."""
 
 from __future__ import annotations
 
@@ -11,17 +11,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--update-golden", action="store_true", help="rewrite tests/golden/ from the current output"
-    )
-
-
-@pytest.fixture
-def update_golden(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("--update-golden"))
 
 
 # The fleet repository's inputs. Only TRACKED files are copied: whatever the demo or an operator

@@ -3,9 +3,10 @@
 from invoke import Collection
 
 from . import checks, cluster, config, day2, emulator, plan, upgrades
+from .common import with_flag_policy
 
 ns = Collection()
 for module in (config, cluster, upgrades, day2, emulator, plan, checks):
     for t in module.TASKS:
-        ns.add_task(t)
+        ns.add_task(with_flag_policy(t))  # one meaning per short flag across all tasks
 ns.add_collection(day2.node)  # invoke node.add / node.remove

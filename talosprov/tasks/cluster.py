@@ -223,7 +223,7 @@ def kubeconfig(
 @task(help={"cluster": CLUSTER_HELP, "verbose": VERBOSE_HELP})
 @handled
 def verify(c: Context, cluster: str | None = None, verbose: bool = False) -> None:
-    """Check a live cluster with the testinfra suite in tests/cluster/ (marker `cluster`)."""
+    """Check a live cluster with the pytest suite in tests/cluster/ (marker `cluster`)."""
     r = repo()
     cl = need_cluster(r, cluster)
     env = dict(os.environ, TALOSPROV_CLUSTER=cl.name, TALOSPROV_REPO=str(r.root))

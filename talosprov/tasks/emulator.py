@@ -81,7 +81,7 @@ def demo(c: Context, node_seconds: float = 2.0, verbose: bool = False) -> None:
     progress.phase("Status")
     rows = status_wf.status(r, cl, prog, toolbox.kubectl())
     table([s.as_dict() for s in rows], STATUS_COLUMNS)
-    progress.phase("Verify (tests/cluster, pytest-testinfra)")
+    progress.phase("Verify (tests/cluster: nodes, versions, etcd members and their errors)")
     verify(c, cluster="demo", verbose=verbose)
     kc = r.root / ".state" / cl.name / "kubeconfig"
     console.print(

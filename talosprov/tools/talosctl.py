@@ -114,7 +114,10 @@ class Talosctl:
         return ["version", *self._node(node)]
 
     def machineconfig(self, node: str) -> list[str]:
-        return ["get", "machineconfig", *self._node(node), "--output", "yaml"]
+        # The id picks the active config: from v1.12 a second MachineConfig, `persistent` (what
+        # is stored on disk), is listed first without it (ActiveID/PersistentID in
+        # pkg/machinery/resources/config/machine_config.go @v1.12.0; v1alpha1 exists since 1.7).
+        return ["get", "machineconfig", "v1alpha1", *self._node(node), "--output", "yaml"]
 
     def etcd_members(self, node: str) -> list[str]:
         return ["etcd", "members", *self._node(node)]
@@ -263,11 +266,22 @@ def parse_server_version(stdout: str) -> dict[str, str]:
 
 
 def parse_machineconfig(stdout: str) -> dict[str, Any]:
-    """The v1alpha1 document of `talosctl get machineconfig -o yaml`."""
-    docs = [d for d in yaml.safe_load_all(stdout) if d]
-    spec = docs[0]["spec"]
+    """The v1alpha1 document of `talosctl get machineconfig -o yaml`.
+
+    Each resource is `node: <ip>` plus `metadata`/`spec` (cmd/talosctl/cmd/talos/output/yaml.go
+    @v1.7.0); the spec is the config's raw YAML as one string (v1alpha1Spec.MarshalYAMLBytes in
+    pkg/machinery/resources/config/machine_config.go), several documents from v1.8 on. The
+    active resource (id v1alpha1) wins over `persistent` (v1.12+).
+    """
+    resources = [d for d in yaml.safe_load_all(stdout) if d]
+    if not resources:
+        raise ValueError("talosctl get machineconfig printed no resource")
+    active = next(
+        (r for r in resources if (r.get("metadata") or {}).get("id") == "v1alpha1"), resources[0]
+    )
+    spec = active["spec"]
     if isinstance(spec, str):
-        spec = next(d for d in yaml.safe_load_all(spec) if d and "machine" in d)
+        spec = next(d for d in yaml.safe_load_all(spec) if isinstance(d, dict) and "machine" in d)
     return dict(spec)
 
 
@@ -289,6 +303,49 @@ def parse_etcd_members(stdout: str) -> list[dict[str, str]]:
                     "learner": cells[5],
                 }
             )
+    return rows
+
+
+_ETCD_STATUS_COLUMNS = (
+    "NODE",
+    "MEMBER",
+    "DB SIZE",
+    "IN USE",
+    "LEADER",
+    "RAFT INDEX",
+    "RAFT TERM",
+    "RAFT APPLIED INDEX",
+    "LEARNER",
+    "ERRORS",
+)
+
+
+def parse_etcd_status(stdout: str) -> list[dict[str, Any]]:
+    """Rows of `talosctl etcd status`, ERRORS as a list.
+
+    A tabwriter table (padding 3) whose cells hold spaces (`12 MB (58.21%)`), so cells are cut
+    at the header's column starts; ERRORS is the member's errors joined by ", " and empty when
+    healthy (cmd/talosctl/cmd/talos/etcd.go @v1.7.0, etcdStatusCmd). NODE is absent when the
+    response carries no node metadata.
+    """
+    lines = [line.rstrip() for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = lines[0]
+    names = [n for n in _ETCD_STATUS_COLUMNS if n != "NODE" or header.startswith("NODE")]
+    starts, pos = [], 0
+    for name in names:
+        pos = header.index(name, pos)
+        starts.append(pos)
+        pos += len(name)
+    rows = []
+    for line in lines[1:]:
+        cells = [
+            line[a:b].strip() for a, b in zip(starts, [*starts[1:], len(line) + 1], strict=True)
+        ]
+        row = dict(zip((n.lower().replace(" ", "_") for n in names), cells, strict=True))
+        row["errors"] = [e for e in row.get("errors", "").split(", ") if e]
+        rows.append(row)
     return rows
 
 

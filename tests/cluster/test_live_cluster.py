@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
+from talosprov.tools.talosctl import parse_etcd_members, parse_etcd_status, parse_machineconfig
 from tests.cluster.conftest import Live
 
 pytestmark = pytest.mark.cluster
@@ -50,21 +50,26 @@ def test_versions_are_as_declared(live: Live) -> None:
 
 def test_etcd_members_are_the_control_planes_and_healthy(live: Live) -> None:
     cp = live.cluster.controlplanes[0].ip
-    out = live.talos("etcd", "members", "--nodes", cp, "--endpoints", cp)
-    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
-    peers = {row[3].split("//")[1].split(":")[0] for row in rows}
+    members = parse_etcd_members(live.talos("etcd", "members", "--nodes", cp, "--endpoints", cp))
+    peers = {m["peer_urls"].split("//")[1].split(":")[0] for m in members}
     assert peers == {n.ip for n in live.cluster.controlplanes}
-    for n in live.cluster.controlplanes:
-        status = live.talos("etcd", "status", "--nodes", n.ip, "--endpoints", n.ip)
-        assert n.ip in status
+    assert [m["learner"] for m in members] == ["false"] * len(members)
+    ips = [n.ip for n in live.cluster.controlplanes]
+    rows = parse_etcd_status(
+        live.talos("etcd", "status", "--nodes", ",".join(ips), "--endpoints", cp)
+    )
+    assert [r["node"] for r in rows] == ips
+    # `etcd status` exits 0 even when a member reports errors (an alarm): read the ERRORS column
+    assert {r["node"]: r["errors"] for r in rows} == {ip: [] for ip in ips}
+    assert len({r["leader"] for r in rows}) == 1, "members disagree about the leader"
 
 
 def test_api_server_certificate_carries_the_vip(live: Live) -> None:
     if not live.cluster.vip:
-        pytest.skip("cluster has no VIP")
+        pytest.skip(f"{live.cluster.name} has no VIP")
     cp = live.cluster.controlplanes[0].ip
-    out = live.talos("get", "machineconfig", "--nodes", cp, "--endpoints", cp, "-o", "yaml")
-    spec = next(d for d in yaml.safe_load_all(out) if d)["spec"]
-    if isinstance(spec, str):
-        spec = yaml.safe_load(spec)
+    out = live.talos(
+        "get", "machineconfig", "v1alpha1", "--nodes", cp, "--endpoints", cp, "-o", "yaml"
+    )
+    spec = parse_machineconfig(out)
     assert live.cluster.vip in spec["cluster"]["apiServer"]["certSANs"]

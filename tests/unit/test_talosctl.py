@@ -1,27 +1,58 @@
-"""talosctl argv builders and parsers (recorded outputs in tests/cases/talosctl/)."""
+"""talosctl argv builders and the talosctl/kubectl parsers.
+
+Parser cases (tests/cases/talosctl/<parser>/<case>.yaml: {parser, output, parsed}) hold the real
+tools' output as documented in the source or talos-contract.md (each case names its source).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from talosprov.tools import kubectl as K
 from talosprov.tools import talosctl as T
 from tests.conftest import ROOT
 
 CASES = sorted((ROOT / "tests" / "cases" / "talosctl").glob("*/*.yaml"))
+MODULES = {"talosctl": T, "kubectl": K}
+PARSERS = {
+    f"{m}.{name}" for m, mod in MODULES.items() for name in dir(mod) if name.startswith("parse_")
+}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_parser_case(case: Path) -> None:
     spec = yaml.safe_load(case.read_text())
-    got = getattr(T, spec["parser"])(spec["output"])
-    if dataclasses.is_dataclass(got):
-        got = dataclasses.asdict(got)
-        got["unmet"] = list(got["unmet"])
-    assert got == spec["parsed"]
+    assert case.read_text().startswith("#"), "a case names the source of its output"
+    module, name = spec["parser"].split(".")
+    assert _plain(getattr(MODULES[module], name)(spec["output"])) == spec["parsed"]
+
+
+def test_every_parser_has_cases() -> None:
+    used = {yaml.safe_load(c.read_text())["parser"] for c in CASES}
+    assert PARSERS - used == set()
+
+
+def test_no_case_was_recorded_from_the_emulator() -> None:
+    for case in CASES:
+        assert "talosim" not in case.read_text(), case
+
+
+def test_machineconfig_asks_for_the_active_config_by_id() -> None:
+    argv = T.Talosctl(Path("tc")).machineconfig("1.2.3.4")
+    assert argv[:3] == ["get", "machineconfig", "v1alpha1"]
 
 
 def test_every_node_call_names_talosconfig_nodes_and_endpoints() -> None:

@@ -590,8 +590,11 @@ def apply_config(ctx: Ctx) -> None:
         from .commands_gen import _contract_of_docs
 
         contract = _contract_of_docs(docs)
-        docs = mpatch.apply(docs, load_patches(ctx["config-patch"], contract), contract)
-        raw = mc.encode(docs)
+        patches = load_patches(ctx["config-patch"], contract)
+        docs = mpatch.apply(docs, patches, contract)
+        # talosctl sends patched.Bytes(): Go-struct order, or JSONToYAML's after a JSON6902 patch
+        raw = mc.encode_config(docs, TALOSCTL_VERSION, json6902=patches[-1].kind == "json6902")
+        docs = mc.decode_docs(raw)
     mode = ctx["mode"]
     if mode == "interactive":
         raise Fail("emulator: unsupported flag --mode=interactive for talosctl apply-config")
@@ -1553,7 +1556,9 @@ def _k8s_step(ctx: Ctx, ip: str, change: Any, kubelet: str | None = None) -> Non
         r = N.load(state, ip)
         assert r is not None
         change(r["config"])
-        r["config_text"] = mc.encode(r["config"])
+        # talosctl re-encodes the patched config from its Go structs (pkg/cluster/kubernetes)
+        r["config_text"] = mc.encode_config([r["config"]], TALOSCTL_VERSION)
+        r["config"] = mc.decode_docs(r["config_text"])[0]
         if kubelet:
             r["kubelet_version"] = kubelet
         r["resource_version"] = r.get("resource_version", 1) + 1

@@ -13,6 +13,7 @@ extracted from the Go source by talosim/goorder.py (see data/order/README.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -235,8 +236,6 @@ def sorted_deep(v: Any) -> Any:
 
 def sort_keys(keys: list[Any]) -> list[Any]:
     """Map keys in the order of yaml.v3/yaml.v2 sorter.go keyList.Less (natural order)."""
-    import functools
-
     return sorted(keys, key=functools.cmp_to_key(_cmp))
 
 

@@ -343,7 +343,9 @@ def parse_etcd_status(stdout: str) -> list[dict[str, Any]]:
         cells = [
             line[a:b].strip() for a, b in zip(starts, [*starts[1:], len(line) + 1], strict=True)
         ]
-        row = dict(zip((n.lower().replace(" ", "_") for n in names), cells, strict=True))
+        row: dict[str, Any] = dict(
+            zip((n.lower().replace(" ", "_") for n in names), cells, strict=True)
+        )
         row["errors"] = [e for e in row.get("errors", "").split(", ") if e]
         rows.append(row)
     return rows

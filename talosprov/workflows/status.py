@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import yaml
 
-from .. import localconfig, secrets
+from .. import docdiff, localconfig, secrets
 from ..errors import CommandFailed, TalosProvError
 from ..model import Cluster, Node, Repo
 from ..redact import bundle_values, redact_doc
@@ -136,20 +135,15 @@ def verdict(rows: list[NodeStatus]) -> tuple[int, str] | None:
 def node_diff(
     repo: Repo, cluster: Cluster, prog: Program, tc: Talosctl, node: Node, values: dict[str, str]
 ) -> str:
-    """Unified diff of generated/<cluster>/nodes/<host>.yaml vs the node's live config."""
+    """What differs between generated/<cluster>/nodes/<host>.yaml and the node's live config,
+    compared as parsed documents (quoting and layout are not changes): `path: old → new`."""
     gen_path = repo.generated_dir(cluster) / "nodes" / f"{node.hostname}.yaml"
     want = gen_path.read_text() if gen_path.exists() else ""
-    live = _redacted_live(prog, tc, node.ip, values)
-    if _normal(want) == _normal(live):
+    lines = docdiff.render(want, _redacted_live(prog, tc, node.ip, values))
+    if not lines:
         return ""
-    return "".join(
-        difflib.unified_diff(
-            want.splitlines(keepends=True),
-            live.splitlines(keepends=True),
-            fromfile=f"generated/{cluster.name}/nodes/{node.hostname}.yaml",
-            tofile=f"live/{node.ip}",
-        )
-    )
+    head = f"{node.ip}: generated/{cluster.name}/nodes/{node.hostname}.yaml → live config"
+    return "\n".join([head, *(f"  {line}" for line in lines)]) + "\n"
 
 
 def diff(repo: Repo, cluster: Cluster, prog: Program, nodes: list[Node]) -> dict[str, str]:

@@ -46,8 +46,13 @@ def test_install_demo_orders_calls_safely_and_records_the_applied_commit(
     boots = [c for c in calls if c["cmd"] == "bootstrap"]
     assert [nodes_of(c) for c in boots] == [[CPS[0]]]
     # --insecure only while a node is in maintenance: every insecure apply is the node's first
+    # (and on a fresh install each node's first apply is insecure, its only one)
+    seen: set[str] = set()
     for c in applies:
-        assert "--insecure" in c["argv"]
+        ip = nodes_of(c)[0]
+        assert ("--insecure" in c["argv"]) == (ip not in seen), (ip, c["argv"])
+        seen.add(ip)
+    assert len(applies) == len(CPS + WORKERS)
     for c in calls:
         if c["argv"][:2] == ["version", "--client"]:
             continue  # the offline preflight: which talosctl is this
@@ -84,6 +89,24 @@ def test_rerun_on_a_healthy_cluster_changes_nothing_and_says_so(demo_repo: Fleet
     assert "nothing to do: all 5 nodes run talos-demo's config and are ready" in out
     again = demo_repo.calls()[before:]
     assert not [c for c in again if c["cmd"] in ("apply-config", "bootstrap", "upgrade")]
+    # and it changes nothing of the operator's: current contexts, kubeconfig, refs/applied
+    kube = demo_repo.home / ".kube" / "config"
+    kube.write_text(
+        kube.read_text().replace("current-context: admin@talos-demo", "current-context: other")
+    )
+    talos = demo_repo.home / ".talos" / "config"
+    talos.write_text(talos.read_text().replace("context: talos-demo\n", "context: other\n", 1))
+    kc = demo_repo.root / ".state" / "talos-demo" / "kubeconfig"
+    files = {p: p.read_bytes() for p in (kube, talos, kc)}
+    applied = demo_repo.git("rev-parse", "refs/applied/talos-demo")
+    (demo_repo.root / "notes.md").write_text("unrelated\n")
+    demo_repo.git("add", "notes.md")
+    demo_repo.git("commit", "-qm", "unrelated change")
+    before = len(demo_repo.calls())
+    _ok(demo_repo.invoke("install", "--cluster", "demo"))
+    assert {p: p.read_bytes() for p in files} == files
+    assert demo_repo.git("rev-parse", "refs/applied/talos-demo") == applied
+    assert not [c for c in demo_repo.calls()[before:] if c["cmd"] == "kubeconfig"]
 
 
 def test_failed_apply_exits_with_node_command_and_output_then_resumes(demo_repo: FleetRepo) -> None:
@@ -234,8 +257,11 @@ def test_status_diff_and_verify_after_install(demo_repo: FleetRepo) -> None:
     )
     d = demo_repo.invoke("diff", "--cluster", "demo")
     assert d.returncode == 2
-    assert "-        hostname: demo-worker-5" in d.stdout
-    assert "+        hostname: renamed" in d.stdout
+    # live.yaml was re-serialised (sorted keys, other quoting): only the real change shows
+    assert d.stdout.splitlines() == [
+        "127.0.10.5: generated/talos-demo/nodes/demo-worker-5.yaml → live config",
+        '  machine.network.hostname: "demo-worker-5" → "renamed"',
+    ]
     v = demo_repo.invoke("verify", "--cluster", "demo")
     assert v.returncode == 0, v.stdout + v.stderr
     assert "5 passed" in v.stdout

@@ -1151,6 +1151,12 @@ def _image_version(image: str) -> str:
             "force",
             "bool",
             short="f",
+        # talosctl >= 1.13 (cmd/talosctl/cmd/talos/upgrade.go @v1.13.9: BoolVar "legacy")
+        *(
+            [Flag("legacy", "bool", help="force use of legacy upgrade method")]
+            if releases.since("lifecycle_upgrade", TALOSCTL_VERSION)
+            else []
+        ),
             help="force the upgrade (skip checks on etcd health and members, might lead to data loss)",
         ),
         Flag(
@@ -1174,6 +1180,12 @@ def upgrade(ctx: Ctx) -> None:
     state = ctx.state
     acks: list[tuple[str, str]] = []
     boot_ids: dict[str, str] = {}
+    if ctx.flags.values.get("legacy"):
+        # upgrade.go @v1.13.9 cli.Warning (pkg/cli/output.go prefixes "WARNING: ")
+        ctx.err(
+            "WARNING: Forcing use of legacy upgrade method. This flag is deprecated and will be "
+            "removed in Talos 1.18.\n"
+        )
 
     def one(node: dict[str, Any]) -> None:
         version = _image_version(ctx["image"])

@@ -278,6 +278,24 @@ def pod_objects(state: State, cluster: dict[str, Any]) -> list[dict[str, Any]]:
             )
             # static pods are mirror pods, which `kubectl drain` leaves alone
             pods[-1]["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "emulated"}
+    # a Cilium DaemonSet's agent pods, one per node, when the CNI is none and the control planes'
+    # inline manifests install Cilium (the Job of the Talos Cilium guide deploys the DaemonSet)
+    cp_cfg = next((n["config"]["cluster"] for n in nodes if N.is_controlplane(n)), {})
+    manifests = [str(m.get("name", "")) for m in cp_cfg.get("inlineManifests") or []]
+    if ((cp_cfg.get("network") or {}).get("cni") or {}).get("name") == "none" and any(
+        "cilium" in m for m in manifests
+    ):
+        for n in nodes:
+            pods.append(
+                _pod(
+                    f"cilium-{hashlib.md5(n['ip'].encode()).hexdigest()[:5]}",
+                    n,
+                    cluster,
+                    "quay.io/cilium/cilium",
+                    {"k8s-app": "cilium"},
+                )
+            )
+            pods[-1]["metadata"]["ownerReferences"] = [{**DAEMONSET_OWNER, "name": "cilium"}]
     # a Deployment's pods: a cordoned node's are rescheduled (evicted) onto the others
     for n in [n for n in nodes if not n.get("unschedulable")][:2]:
         pods.append(

@@ -119,7 +119,8 @@ class Install(_Strict):
     schematic: Line | None = Field(
         default=None,
         description="Image Factory schematic id; when set the installer is "
-        "factory.talos.dev/installer/<schematic>:<talos_version>",
+        "factory.talos.dev/metal-installer/<schematic>:<talos_version> (from Talos 1.14 the "
+        "vanilla schematic when unset: the factory is the only installer source)",
     )
 
     @field_validator("image")
@@ -209,6 +210,12 @@ class Cluster(_Strict):
     )
     upgrade: UpgradeSettings = Field(default_factory=UpgradeSettings)
     emulated: bool = Field(default=False, description="Runs on talosim, the bundled emulator")
+    config_contract: Line | None = Field(
+        default=None,
+        description="Machine-config contract vX.Y passed to `gen config --talos-version`: the "
+        "Talos minor the cluster was created with, kept when Talos is upgraded (moving it is a "
+        "separate, reviewed change)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -270,6 +277,18 @@ class Cluster(_Strict):
             )
         return v
 
+    @field_validator("config_contract", mode="before")
+    @classmethod
+    def _contract_is_a_minor(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, str) or not re.fullmatch(r"v\d+\.\d+", v):
+            raise ValueError(
+                f"config_contract {brief(v)} must be a Talos minor written vX.Y, e.g. v1.7 "
+                "(quote nothing, the v keeps YAML from reading a number)"
+            )
+        return v
+
     @field_validator("talos_version")
     @classmethod
     def _talos_version(cls, v: str) -> str:
@@ -303,6 +322,12 @@ class Cluster(_Strict):
         why = versions.check_kubernetes_supported(self.talos, self.kubernetes)
         if why:
             raise _FieldProblem(("kubernetes_version",), why)
+        if self.contract and self.contract > (self.talos.major, self.talos.minor):
+            raise _FieldProblem(
+                ("config_contract",),
+                f"config_contract {self.config_contract} is newer than talos_version "
+                f"{self.talos_version}: Talos rejects configuration fields it does not know",
+            )
         return self
 
     # -- derived values -------------------------------------------------------------------
@@ -327,10 +352,25 @@ class Cluster(_Strict):
         return urlsplit(self.endpoint).hostname or ""
 
     def installer_image(self, talos_version: str | None = None) -> str:
-        tag = versions.Version.parse(talos_version).v() if talos_version else self.talos_version
-        if self.install.schematic:
-            return f"factory.talos.dev/installer/{self.install.schematic}:{tag}"
-        return f"{self.install.image}:{tag}"
+        """The installer of a Talos version: the Image Factory's for install.schematic, and the
+        factory's vanilla schematic from 1.14, where ghcr.io/siderolabs/installer is no longer
+        published (hack/release.toml @v1.14.0-rc.1 "Default Installer Image")."""
+        v = versions.Version.parse(talos_version or self.talos_version)
+        if self.install.schematic or versions.factory_only(v):
+            return versions.factory_installer(self.install.schematic, v)
+        return f"{self.install.image}:{v.v()}"
+
+    @property
+    def contract(self) -> tuple[int, int] | None:
+        """The machine-config contract (gen config --talos-version), None when not pinned."""
+        if self.config_contract is None:
+            return None
+        v = versions.Version.parse(self.config_contract + ".0")
+        return (v.major, v.minor)
+
+    def contract_version(self) -> str:
+        """What `gen config --talos-version` gets: config_contract, else talos_version."""
+        return f"{self.config_contract}.0" if self.config_contract else self.talos_version
 
     def node(self, ip_or_host: str) -> Node:
         for n in self.nodes:

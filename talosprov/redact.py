@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import LiteralScalarString
 
 from .errors import SecretLeakError
 from .scan import scan_text
@@ -63,13 +65,49 @@ def redact_doc(doc: Any, values: dict[str, str]) -> str:
     return buf.getvalue()
 
 
+def redact_manifest_secrets(contents: str) -> str | None:
+    """An inline manifest with the values of its Secret objects replaced by placeholders
+    (`<redacted:secret kube-system/name:key>`), or None when it holds no Secret data.
+
+    Inline manifests are applied as written (cluster.inlineManifests, Talos
+    pkg/machinery/config/types/v1alpha1): a Secret there carries its data into generated/."""
+    try:
+        objs = list(pyyaml.safe_load_all(contents))
+    except pyyaml.YAMLError:
+        return None
+    changed = False
+    for o in objs:
+        if not isinstance(o, dict) or o.get("kind") != "Secret":
+            continue
+        meta = o.get("metadata") or {}
+        ident = f"{meta.get('namespace', 'default')}/{meta.get('name', '?')}"
+        for field in ("data", "stringData"):
+            if isinstance(o.get(field), dict) and o[field]:
+                o[field] = {k: f"<redacted:secret {ident}:{k}>" for k in o[field]}
+                changed = True
+    if not changed:
+        return None
+    return pyyaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False)
+
+
+def _manifest_secrets(doc: Any) -> Any:
+    cluster = doc.get("cluster") if isinstance(doc, dict) else None
+    manifests = cluster.get("inlineManifests") if isinstance(cluster, dict) else None
+    for m in manifests if isinstance(manifests, list) else []:
+        if isinstance(m, dict) and isinstance(m.get("contents"), str):
+            new = redact_manifest_secrets(m["contents"])
+            if new is not None:
+                m["contents"] = LiteralScalarString(new)
+    return doc
+
+
 def redact(config_text: str, bundle: dict[str, Any], where: str) -> str:
     """The redacted config; raises SecretLeakError if anything secret-shaped survives."""
     y = _yaml()
     docs = list(y.load_all(config_text))
     values = bundle_values(bundle)
     buf = io.StringIO()
-    y.dump_all([_walk(d, values) for d in docs if d is not None], buf)
+    y.dump_all([_manifest_secrets(_walk(d, values)) for d in docs if d is not None], buf)
     text = buf.getvalue()
     findings = scan_text(text, where)
     if findings:

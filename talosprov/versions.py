@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import yaml
 
@@ -31,6 +32,10 @@ class Version:
     def minor_key(self) -> str:
         return f"{self.major}.{self.minor}"
 
+    @property
+    def minor_key_tuple(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
     def v(self) -> str:
         return f"v{self.major}.{self.minor}.{self.patch}"
 
@@ -48,6 +53,22 @@ class TalosMinor:
     k8s_max: tuple[int, int]
     latest: Version
     default_kubernetes: Version
+    min_host: Version = Version(0, 0, 0)
+    installer: str = "ghcr"
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return _minor_tuple(self.minor)
+
+
+@dataclass(frozen=True)
+class HopStep:
+    """Something the source or the guides require when nodes move into a Talos minor."""
+
+    id: str
+    kind: str  # action | check | gate | note
+    text: str
+    source: str
 
 
 def _minor_tuple(text: str) -> tuple[int, int]:
@@ -56,18 +77,72 @@ def _minor_tuple(text: str) -> tuple[int, int]:
 
 
 @cache
+def _raw() -> dict[str, Any]:
+    text = resources.files("talosprov").joinpath("data/versions.yaml").read_text()
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+@cache
 def matrix() -> dict[str, TalosMinor]:
-    raw = yaml.safe_load(resources.files("talosprov").joinpath("data/versions.yaml").read_text())
     out: dict[str, TalosMinor] = {}
-    for minor, row in raw["talos"].items():
+    for minor, row in _raw()["talos"].items():
         out[minor] = TalosMinor(
             minor=minor,
             k8s_min=_minor_tuple(row["kubernetes"][0]),
             k8s_max=_minor_tuple(row["kubernetes"][1]),
             latest=Version.parse(row["latest"]),
             default_kubernetes=Version.parse(str(row["default_kubernetes"])),
+            min_host=Version.parse(str(row.get("min_host", "0.0.0"))),
+            installer=str(row.get("installer", "ghcr")),
         )
     return out
+
+
+def minors() -> list[TalosMinor]:
+    """The Talos minors of the table, oldest first."""
+    return sorted(matrix().values(), key=lambda r: r.key)
+
+
+def kubernetes_patch(minor: tuple[int, int]) -> Version:
+    """The Kubernetes patch an upgrade-k8s hop into `minor` targets (data/versions.yaml)."""
+    table: dict[str, Any] = _raw()["kubernetes"]
+    got = table.get(f"{minor[0]}.{minor[1]}")
+    if got is None:
+        raise ClusterDefinitionError(
+            f"Kubernetes {minor[0]}.{minor[1]} has no patch in talosprov/data/versions.yaml "
+            "(kubernetes:); add the patch upgrade-k8s should target there"
+        )
+    return Version.parse(str(got))
+
+
+def hop_steps(talos: Version) -> list[HopStep]:
+    """What moving nodes into this Talos minor requires (data/versions.yaml hops:)."""
+    rows = (_raw().get("hops") or {}).get(talos.minor_key) or []
+    return [
+        HopStep(r["id"], r["kind"], " ".join(str(r["text"]).split()), r["source"]) for r in rows
+    ]
+
+
+def factory_installer(schematic: str | None, talos: Version) -> str:
+    """The Image Factory installer of a schematic (the vanilla one when None) for a version."""
+    raw = _raw()
+    sid = schematic or raw["vanilla_schematic"]
+    path = (
+        "metal-installer"
+        if talos.minor_key_tuple >= _minor_tuple(raw["metal_installer_from"])
+        else "installer"
+    )
+    return f"{raw['factory']}/{path}/{sid}:{talos.v()}"
+
+
+def vanilla_schematic() -> str:
+    return str(_raw()["vanilla_schematic"])
+
+
+def factory_only(talos: Version) -> bool:
+    """From 1.14 ghcr.io/siderolabs/installer is not published: the factory is the only source."""
+    return talos_minor(talos).installer == "factory"
 
 
 def talos_minor(talos: Version) -> TalosMinor:

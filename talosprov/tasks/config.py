@@ -132,6 +132,8 @@ def secrets(
         "commit": "commit the cluster's patches/, generated/, cluster file and new secrets file",
         "throwaway_bundle": "write generated/ from a throwaway bundle and store no secrets "
         "(example repositories; the output is the same: it is redacted)",
+        "allow_manifest_removal": "allow dropping or renaming an inline manifest (from Talos "
+        "1.13 the next upgrade-k8s deletes what it declared)",
         "dry_run": DRY_RUN_HELP + " (the diff generate would write; no keys needed)",
         "verbose": VERBOSE_HELP,
     }
@@ -143,6 +145,7 @@ def generate(
     check: bool = False,
     commit: bool = False,
     throwaway_bundle: bool = False,
+    allow_manifest_removal: bool = False,
     dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
@@ -168,7 +171,9 @@ def generate(
             res = secrets_wf.ensure(r, cl, prog)
             if res.warning:
                 log.warning("%s", res.warning)
-        gen = gen_wf.generate(r, cl, prog, throwaway=throwaway_bundle)
+        gen = gen_wf.generate(
+            r, cl, prog, throwaway=throwaway_bundle, allow_manifest_removal=allow_manifest_removal
+        )
         out(
             f"{cl.name}: {len(gen.written)} written, {len(gen.removed)} removed, "
             f"{gen.unchanged} unchanged"

@@ -23,6 +23,7 @@ from ..redact import redact
 from ..render import RenderedFile, diff_folder, unexpected_files, write_folder
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl
+from . import manifests
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,28 @@ class GenerateResult:
 
 
 def generate(
-    repo: Repo, cluster: Cluster, prog: Program, *, throwaway: bool = False
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    *,
+    throwaway: bool = False,
+    allow_manifest_removal: bool = False,
 ) -> GenerateResult:
     """Render, build and write the redacted configs (unchanged files are not rewritten)."""
     progress.phase(f"Generate {cluster.name}")
     rendered = render.render(repo, cluster)
     with build(repo, cluster, prog, throwaway=throwaway) as b:
+        old = repo.generated_dir(cluster) / "controlplane.yaml"
+        new = next(f for f in b.redacted if f.relpath == "controlplane.yaml")
+        gone = manifests.guard(
+            cluster,
+            old.read_text() if old.exists() else None,
+            new.text,
+            allow=allow_manifest_removal,
+            where=repo.rel(old),
+        )
+        for name, objs in gone.items():
+            log.warning("inline manifest %s dropped; upgrade-k8s may delete: %s", name, objs)
         written, removed, unchanged = write_folder(repo.generated_dir(cluster), b.redacted)
     for rel in written:
         log.info("wrote generated/%s/%s", cluster.name, rel)

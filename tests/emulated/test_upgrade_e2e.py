@@ -250,9 +250,9 @@ def test_multi_minor_upgrade_hops_through_each_minor(installed: FleetRepo) -> No
 
 
 def test_impossible_upgrade_path_is_refused(installed: FleetRepo) -> None:
-    r = installed.invoke("upgrade", "--node", "127.0.10.4", "--version", "v1.11.0")
+    r = installed.invoke("upgrade", "--node", "127.0.10.4", "--version", "v1.16.0")
     assert r.returncode == 1
-    assert "Talos 1.10 is not in talosprov/data/versions.yaml" in r.stderr
+    assert "Talos 1.15 is not in talosprov/data/versions.yaml" in r.stderr
     r = installed.invoke("upgrade", "--node", "127.0.10.4", "--version", "v1.6.0")
     assert r.returncode == 1
     assert "downgrades are not supported" in r.stderr

@@ -44,6 +44,11 @@ def test_support_matrix(talos: str, k8s: str, ok: bool) -> None:
         ("v1.6.3", "v1.8.2", ["v1.7.7", "v1.8.2"]),
         ("v1.6.3", "v1.9.6", ["v1.7.7", "v1.8.4", "v1.9.6"]),
         ("v1.7.4", "v1.7.4", []),
+        (
+            "v1.7.0",
+            "v1.14.2",
+            ["v1.8.4", "v1.9.6", "v1.10.9", "v1.11.6", "v1.12.11", "v1.13.9", "v1.14.2"],
+        ),
     ],
 )
 def test_upgrade_path_visits_every_minor(current: str, target: str, hops: list[str]) -> None:
@@ -56,5 +61,5 @@ def test_downgrade_is_refused() -> None:
 
 
 def test_path_through_an_unknown_minor_is_refused() -> None:
-    with pytest.raises(ClusterDefinitionError, match=r"Talos 1\.10 is not in"):
-        upgrade_path(Version.parse("v1.9.0"), Version.parse("v1.11.0"))
+    with pytest.raises(ClusterDefinitionError, match=r"Talos 1\.15 is not in"):
+        upgrade_path(Version.parse("v1.13.0"), Version.parse("v1.16.0"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -106,3 +107,18 @@ def test_the_demo_leaves_the_repository_clean(repo: FleetRepo) -> None:
     assert repo.git("status", "--porcelain") == ""
     assert (repo.root / ".state" / "talos-demo" / "secrets.yaml.age").exists()
     assert not (repo.root / "secrets").exists()
+
+
+def test_after_upgrade_then_apply_the_live_configs_equal_generated(installed: FleetRepo) -> None:
+    """The README's step 5: `talosctl upgrade` installs the new Talos but leaves the machine
+    config (machine.install.image) as it was; `invoke apply` brings it to generated/."""
+    installed.set_timings(upgrade=0.3, install=0.3, reboot=0.2, boot=0.1)
+    cf = installed.root / "clusters" / "demo.yaml"
+    cf.write_text(cf.read_text().replace("talos_version: v1.7.0", "talos_version: v1.7.4"))
+    _ok(installed.invoke("generate", "--cluster", "demo", "--commit"))
+    _ok(installed.invoke("upgrade", "--cluster", "demo", timeout=600))
+    _ok(installed.invoke("apply", "--cluster", "demo"))
+    d = installed.invoke("diff", "--cluster", "demo")
+    assert d.returncode == 0, d.stdout + d.stderr
+    rows = installed.invoke("status", "--cluster", "demo", "--json")
+    assert [(r["talos"], r["in_sync"]) for r in json.loads(rows.stdout)] == [("v1.7.4", "yes")] * 5

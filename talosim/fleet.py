@@ -118,7 +118,7 @@ def fleet_create(ctx: Ctx) -> None:
 @command("fleet list", flags=[Flag("output", short="o", default="table", help="table or json")])
 def fleet_list(ctx: Ctx) -> None:
     state = ctx.state
-    recs = [N.refresh(state, n) for n in state.nodes()]
+    recs = sorted((N.refresh(state, n) for n in state.nodes()), key=lambda n: _ip_key(n["ip"]))
     if ctx["output"] == "json":
         ctx.out(
             json.dumps(
@@ -161,10 +161,22 @@ def fleet_destroy(ctx: Ctx) -> None:
 
     state = ctx.state
     if not state.root.exists():
+        ctx.out(f"no emulated fleet in {state.root}: nothing to remove\n")
         return
+    ips = sorted((n["ip"] for n in state.nodes()), key=_ip_key)
     for c in state.clusters():
         kubeapi.stop(state, c["id"])
     shutil.rmtree(state.root)
+    ctx.out(f"removed {len(ips)} node(s) and {state.root}: {', '.join(ips) or '-'}\n")
+
+
+def _ip_key(ip: str) -> tuple[int, int, str]:
+    """Addresses in numeric order (192.168.1.2 before 192.168.1.10)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return (2, 0, ip)
+    return (addr.version, int(addr), ip)
 
 
 @command("fleet power-on", nargs=(1, None))

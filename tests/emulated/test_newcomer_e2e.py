@@ -122,3 +122,19 @@ def test_after_upgrade_then_apply_the_live_configs_equal_generated(installed: Fl
     assert d.returncode == 0, d.stdout + d.stderr
     rows = installed.invoke("status", "--cluster", "demo", "--json")
     assert [(r["talos"], r["in_sync"]) for r in json.loads(rows.stdout)] == [("v1.7.4", "yes")] * 5
+
+
+def test_talosim_fleet_list_is_in_numeric_order_and_destroy_says_what_it_removed(
+    repo: FleetRepo,
+) -> None:
+    repo.fleet("192.168.1.1-10", "192.168.1.1-3")
+    r = repo.talosim("fleet", "list")
+    assert r.returncode == 0, r.stderr
+    ips = [line.split()[0] for line in r.stdout.splitlines()[1:]]
+    assert ips == [f"192.168.1.{i}" for i in range(1, 11)]
+    r = repo.talosim("fleet", "destroy")
+    assert r.returncode == 0, r.stderr
+    listed = ", ".join(f"192.168.1.{i}" for i in range(1, 11))
+    assert r.stdout == f"removed 10 node(s) and {repo.state}: {listed}\n"
+    r = repo.talosim("fleet", "destroy")
+    assert r.stdout == f"no emulated fleet in {repo.state}: nothing to remove\n"

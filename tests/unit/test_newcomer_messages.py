@@ -46,3 +46,17 @@ def test_missing_cluster_lists_the_clusters_reference_ones_first(fleet_repo: Pat
     with pytest.raises(UnknownClusterError) as e:
         need_cluster(Repo(fleet_repo), None)
     assert str(e.value) == "--cluster is required (one of: v1, v2, v3, demo)"
+
+
+@pytest.mark.parametrize("var", ["SOPS_AGE_KEY_FILE", "TALOSPROV_AGE_KEY_FILE"])
+def test_a_key_file_variable_naming_a_missing_file_is_named(
+    var: str, fleet_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talosprov.errors import SecretsError
+    from talosprov.secrets import identities
+
+    missing = fleet_repo / "no-such-keys.txt"
+    monkeypatch.setenv(var, str(missing))
+    with pytest.raises(SecretsError) as e:
+        identities(Repo(fleet_repo))
+    assert str(e.value).startswith(f"${var} names the age key file {missing}, which does not exist")

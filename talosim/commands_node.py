@@ -130,6 +130,9 @@ class Conn:
             if self.context.get("ca") and pki.unb64(self.context["ca"]) != ca:
                 raise UNKNOWN_AUTHORITY
             crt = self.context.get("crt")
+            key_usage = releases.client_key_usage_enforced(node["talos_version"], node["config"])
+            if key_usage and crt and not releases.has_client_auth_usage(pki.unb64(crt)):
+                crt = None  # apid wants the clientAuth extended key usage: "bad certificate"
             if not crt or not pki.signed_by(pki.unb64(crt), ca):
                 raise RPC(
                     "Unavailable",

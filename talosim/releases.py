@@ -269,3 +269,29 @@ def boot_after_upgrade(node: dict[str, Any], lifecycle: bool) -> dict[str, Any]:
     if args is None:
         return {"kernel_args": list(install.get("extraKernelArgs") or [])}
     return {"kernel_args": args}
+
+
+# -- apid client certificates ------------------------------------------------------------------
+def client_key_usage_enforced(node_version: str, config: dict[str, Any]) -> bool:
+    """Whether apid rejects client certificates without the clientAuth extended key usage.
+
+    machine.features.apidCheckExtKeyUsage turns the check on (gen config sets it from contract
+    1.3); from 1.12 the feature is locked on and hidden (hack/release.toml @v1.12.0 "Feature
+    Lock"; talos #12870: old talosconfigs then fail with "bad certificate").
+    """
+    if since("client_cert_key_usage_enforced", node_version):
+        return True
+    features = ((config.get("machine") or {}).get("features")) or {}
+    return bool(features.get("apidCheckExtKeyUsage"))
+
+
+def has_client_auth_usage(cert_pem: bytes) -> bool:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH in eku

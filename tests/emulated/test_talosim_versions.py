@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from talosim import machineconfig as mc
+from talosim import pki
 from talosim import releases
 from tests.conftest import ROOT
 from tests.sim import Sim
@@ -160,7 +161,23 @@ def test_talosim_version_contract(
             vsim.destroy()
 
 
+def mint_talosconfig_without_client_auth(sim: Sim, dest: str) -> None:
+    """out/talosconfig with an admin certificate that lacks the clientAuth extended key usage
+    (as talosconfigs issued by old tools did), signed by the cluster's OS CA."""
+    bundle = yaml.safe_load((sim.cwd / "secrets.yaml").read_text())
+    os_ca = bundle["certs"]["os"]
+    crt, key = pki.issue(
+        pki.unb64(os_ca["crt"]), pki.unb64(os_ca["key"]), kind="ed25519", org="os:admin"
+    )
+    tc = yaml.safe_load((sim.cwd / "out" / "talosconfig").read_text())
+    ctx = tc["contexts"][tc["context"]]
+    ctx["crt"], ctx["key"] = pki.b64(crt), pki.b64(key)
+    (sim.cwd / dest).write_text(yaml.safe_dump(tc))
+
+
 def _run_case(spec: dict[str, Any], vsim: VersionedSim) -> None:
+    if spec.get("talosconfig_without_client_auth"):
+        mint_talosconfig_without_client_auth(vsim, spec["talosconfig_without_client_auth"])
     for step in spec.get("setup", []):
         if isinstance(step, dict):
             r = vsim.at(step["talosctl"], *step["args"])

@@ -208,3 +208,37 @@ def test_status_exits_non_zero_when_the_cluster_is_unreachable(demo_repo: FleetR
     assert r.returncode == 3, r.stderr
     assert "no node of the cluster answers" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_sweep_spares_a_live_runs_private_folder_and_removes_a_dead_ones(
+    tmp_path: Path,
+) -> None:
+    from talosprov.workflows.runtime import sweep
+
+    fleet = Repo(tmp_path)
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, pathlib\n"
+            "from talosprov.model import Repo\n"
+            "from talosprov.secrets import private_dir, write_private\n"
+            f"with private_dir(Repo(pathlib.Path({str(tmp_path)!r}))) as d:\n"
+            "    write_private(d / 'secrets.yaml', b'plaintext')\n"
+            f"    pathlib.Path({str(ready) + '.w'!r}).write_text(str(d))\n"
+            f"    pathlib.Path({str(ready) + '.w'!r}).rename({str(ready)!r})\n"
+            "    time.sleep(120)\n",
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        _wait_for(ready.exists, "the other run to make its private folder", timeout=60)
+        folder = Path(ready.read_text())
+        assert sweep(fleet) == []
+        assert (folder / "secrets.yaml").exists(), "a live run's folder must be left alone"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sweep(fleet) == [fleet.rel(folder)]
+    assert not folder.exists()

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from talosim import machineconfig as mc
-from talosim import pki
-from talosim import releases
+from talosim import pki, releases
 from tests.conftest import ROOT
 from tests.sim import Sim
 

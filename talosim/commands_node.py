@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, gendocs, pki, releases
+from . import TALOSCTL_VERSION, gendocs, manifests, pki, releases
 from . import machineconfig as mc
 from . import nodes as N
 from . import patch as mpatch
@@ -1374,7 +1374,11 @@ def _minor(v: str) -> tuple[int, int]:
     "upgrade-k8s",
     flags=[
         Flag("from", help="the Kubernetes control plane version to upgrade from"),
-        Flag("to", default="1.30.0", help="the Kubernetes control plane version to upgrade to"),
+        Flag(
+            "to",
+            default=releases.default_kubernetes(TALOSCTL_VERSION),
+            help="the Kubernetes control plane version to upgrade to",
+        ),
         # talosim's upgrade-k8s always reaches the emulated API server and re-encodes configs
         # without documentation: those three flags are not modelled
         Flag("endpoint", help="the cluster control plane endpoint", modelled=False),
@@ -1414,6 +1418,39 @@ def _minor(v: str) -> tuple[int, int]:
         ),
         Flag("proxy-image", default="registry.k8s.io/kube-proxy", help="kube-proxy image to use"),
         Flag("kubelet-image", default="ghcr.io/siderolabs/kubelet", help="kubelet image to use"),
+        # server-side apply of the manifests from talosctl 1.13 (upgrade-k8s.go @v1.13.9)
+        *(
+            [
+                Flag(
+                    "manifests-no-prune",
+                    "bool",
+                    help="whether pruning of previously applied objects should happen after apply",
+                ),
+                Flag(
+                    "manifests-force",
+                    "bool",
+                    help="whether to recreate objects that contain immutable field changes",
+                    modelled=False,
+                ),
+                Flag(
+                    "manifests-inventory-policy",
+                    default="AdoptIfNoInventory",
+                    help="kubernetes SSA inventory policy (one of 'MustMatch', "
+                    "'AdoptIfNoInventory' or 'AdoptAll')",
+                    modelled=False,
+                ),
+                Flag(
+                    "manifests-reconcile-timeout",
+                    "duration",
+                    default=300.0,
+                    help="how long to wait for resources to be fully reconciled "
+                    "(set to zero to disable waiting)",
+                    modelled=False,
+                ),
+            ]
+            if releases.since("manifests_ssa_prune", TALOSCTL_VERSION)
+            else []
+        ),
     ],
 )
 def upgrade_k8s(ctx: Ctx) -> None:
@@ -1539,6 +1576,16 @@ def upgrade_k8s(ctx: Ctx) -> None:
     ):
         ctx.out(f" > processing manifest {kind} {name}\n")
         ctx.out("(dry-run) < dry run, change skipped\n" if dry else " < no changes\n")
+    if cid and cps and manifests.uses_ssa(TALOSCTL_VERSION, [r["talos_version"] for r in recs]):
+        # inline manifests no longer declared are pruned (talosim/manifests.py)
+        no_prune = bool(ctx.flags.values.get("manifests-no-prune"))
+        with state.locked():
+            cl = state.cluster(cid)
+            lines = manifests.sync(cl, cps[0]["config"], dry=dry, no_prune=no_prune) if cl else []
+            if cl and not dry:
+                state.save_cluster(cl)
+        for line in lines:
+            ctx.out(line + "\n")
     if not dry:
         ctx.out("waiting for all manifests to be applied\n")
         with state.locked():

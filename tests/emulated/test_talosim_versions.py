@@ -193,6 +193,8 @@ def _run_case(spec: dict[str, Any], vsim: VersionedSim) -> None:
         assert text in r.stdout, f"{text!r} not in stdout:\n{r.stdout}"
     for text in spec.get("stderr_contains", []):
         assert text in r.stderr, f"{text!r} not in stderr:\n{r.stderr}"
+    for text in spec.get("stdout_lacks", []):
+        assert text not in r.stdout, f"{text!r} in stdout:\n{r.stdout}"
     for text in spec.get("stderr_lacks", []):
         assert text not in r.stderr, f"{text!r} in stderr:\n{r.stderr}"
     for rel, want in (spec.get("files") or {}).items():

@@ -177,8 +177,10 @@ def _row(kube: Sim, ip: str) -> list[str]:
 
 
 def test_readiness_follows_an_emulated_upgrade(kube: Sim) -> None:
-    kube.ok("fleet", "timings", "--set", "upgrade=1s", "--set", "reboot=1.5s", "--set", "boot=0.5")
-    kube.ok("fleet", "clock", "--freeze")
+    kube.ok_inproc(
+        "fleet", "timings", "--set", "upgrade=1s", "--set", "reboot=1.5s", "--set", "boot=0.5"
+    )
+    kube.ok_inproc("fleet", "clock", "--freeze")
     kube.ok(
         *kube.tc(
             "upgrade",
@@ -190,9 +192,9 @@ def test_readiness_follows_an_emulated_upgrade(kube: Sim) -> None:
         )
     )
     assert _row(kube, "127.0.10.4")[1] == "NotReady,SchedulingDisabled"
-    kube.ok("fleet", "clock", "--advance", "2.9s")
+    kube.ok_inproc("fleet", "clock", "--advance", "2.9s")
     assert _row(kube, "127.0.10.4")[1] == "NotReady,SchedulingDisabled"
-    kube.ok("fleet", "clock", "--advance", "0.1s")
+    kube.ok_inproc("fleet", "clock", "--advance", "0.1s")
     row = _row(kube, "127.0.10.4")
     assert row[1] == "Ready"
     assert "(v1.7.4)" in row

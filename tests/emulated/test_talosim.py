@@ -62,7 +62,7 @@ def test_generated_configs_with_the_repo_patches_validate_against_their_schema(
 
 
 def _stage(sim: Sim, ip: str) -> str:
-    r = sim.run(
+    r = sim.inproc(
         "--talosconfig",
         "out/talosconfig",
         "get",
@@ -81,8 +81,10 @@ def _stage(sim: Sim, ip: str) -> str:
 
 def test_stages_advance_with_the_fleet_clock(sim: Sim) -> None:
     sim.ok("fleet", "create", "--nodes", "127.0.10.1")
-    sim.ok("fleet", "timings", "--set", "install=1.5s", "--set", "reboot=1s", "--set", "boot=0.5")
-    sim.ok("fleet", "clock", "--freeze")
+    sim.ok_inproc(
+        "fleet", "timings", "--set", "install=1.5s", "--set", "reboot=1s", "--set", "boot=0.5"
+    )
+    sim.ok_inproc("fleet", "clock", "--freeze")
     sim.ok(
         "gen",
         "config",
@@ -96,7 +98,7 @@ def test_stages_advance_with_the_fleet_clock(sim: Sim) -> None:
     sim.ok("apply-config", "--insecure", "-n", "127.0.10.1", "-f", "out/controlplane.yaml")
     seen = [_stage(sim, "127.0.10.1")]
     for step in ("1.4s", "0.1s", "0.9s", "0.1s", "0.4s", "0.1s"):
-        sim.ok("fleet", "clock", "--advance", step)
+        sim.ok_inproc("fleet", "clock", "--advance", step)
         seen.append(_stage(sim, "127.0.10.1"))
     assert seen == [
         "installing",
@@ -111,34 +113,34 @@ def test_stages_advance_with_the_fleet_clock(sim: Sim) -> None:
 
 def test_fleet_clock_shows_freezes_advances_and_runs_again(sim: Sim) -> None:
     sim.ok("fleet", "create", "--nodes", "127.0.10.1")
-    assert "mode: real time\noffset: 0s\n" in sim.ok("fleet", "clock").stdout
-    frozen = sim.ok("fleet", "clock", "--freeze").stdout
+    assert "mode: real time\noffset: 0s\n" in sim.ok_inproc("fleet", "clock").stdout
+    frozen = sim.ok_inproc("fleet", "clock", "--freeze").stdout
     assert "mode: frozen\n" in frozen
     t0 = float(frozen.split("(")[1].split(")")[0])
-    moved = sim.ok("fleet", "clock", "--advance", "1m30s").stdout
+    moved = sim.ok_inproc("fleet", "clock", "--advance", "1m30s").stdout
     assert float(moved.split("(")[1].split(")")[0]) == pytest.approx(t0 + 90)
-    assert sim.ok("fleet", "clock").stdout == moved
-    running = sim.ok("fleet", "clock", "--real").stdout
+    assert sim.ok_inproc("fleet", "clock").stdout == moved
+    running = sim.ok_inproc("fleet", "clock", "--real").stdout
     assert "mode: real time\n" in running
     assert float(running.split("(")[1].split(")")[0]) >= t0 + 90
-    r = sim.run("fleet", "clock", "--advance=-5")
+    r = sim.inproc("fleet", "clock", "--advance=-5")
     assert r.returncode == 1
     assert "must not be negative" in r.stderr
 
 
 def test_fleet_timings_are_changed_by_a_command_and_kept_when_nodes_are_added(sim: Sim) -> None:
     sim.ok("fleet", "create", "--nodes", "127.0.10.1", "--reboot-seconds", "3")
-    out = sim.ok("fleet", "timings", "--set", "upgrade=2m", "--set", "boot=0.25").stdout
+    out = sim.ok_inproc("fleet", "timings", "--set", "upgrade=2m", "--set", "boot=0.25").stdout
     assert "reboot: 3s\n" in out
     assert "upgrade: 120s\n" in out
     assert "boot: 0.25s\n" in out
     sim.ok("fleet", "create", "--nodes", "127.0.10.2")
-    assert "reboot: 3s\n" in sim.ok("fleet", "timings").stdout
-    assert "install: 4s\n" in sim.ok("fleet", "timings", "--install-seconds", "4").stdout
-    r = sim.run("fleet", "timings", "--set", "reboto=1s")
+    assert "reboot: 3s\n" in sim.ok_inproc("fleet", "timings").stdout
+    assert "install: 4s\n" in sim.ok_inproc("fleet", "timings", "--install-seconds", "4").stdout
+    r = sim.inproc("fleet", "timings", "--set", "reboto=1s")
     assert r.returncode == 1
     assert "NAME one of install, reboot, boot, upgrade, kubeapi-idle" in r.stderr
-    r = sim.run("fleet", "timings", "--set", "boot=soon")
+    r = sim.inproc("fleet", "timings", "--set", "boot=soon")
     assert r.returncode == 1
     assert 'invalid duration "soon"' in r.stderr
 
@@ -210,7 +212,7 @@ def test_error_fault_fires_n_times_then_clears(cluster: Sim) -> None:
 
 
 def test_hang_fault_holds_the_command_until_the_clock_has_moved_on(cluster: Sim) -> None:
-    cluster.ok("fleet", "clock", "--freeze")
+    cluster.ok_inproc("fleet", "clock", "--freeze")
     cluster.ok(
         "fault",
         "add",
@@ -235,11 +237,11 @@ def test_hang_fault_holds_the_command_until_the_clock_has_moved_on(cluster: Sim)
     )
     try:
         # the call is in its hang once the fault is used up; the clock is frozen before 1.5 s
-        while json.loads(cluster.ok("fault", "list").stdout)[0]["times"] != 0:
+        while json.loads(cluster.ok_inproc("fault", "list").stdout)[0]["times"] != 0:
             assert proc.poll() is None
-        cluster.ok("fleet", "clock", "--advance", "1s")
+        cluster.ok_inproc("fleet", "clock", "--advance", "1s")
         assert proc.poll() is None
-        cluster.ok("fleet", "clock", "--advance", "0.5s")
+        cluster.ok_inproc("fleet", "clock", "--advance", "0.5s")
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
@@ -256,10 +258,10 @@ def test_unreachable_fault_answers_connection_refused(cluster: Sim) -> None:
 
 def test_stuck_fault_holds_a_node_in_its_stage(configured: Sim) -> None:
     configured.ok("fleet", "create", "--nodes", "127.0.10.6", "--reboot-seconds", "0.2")
-    configured.ok("fleet", "clock", "--freeze")
+    configured.ok_inproc("fleet", "clock", "--freeze")
     configured.ok("fault", "add", "--node", "127.0.10.6", "--kind", "stuck", "--stage", "booting")
     configured.ok("apply-config", "--insecure", "-n", "127.0.10.6", "-f", "out/worker.yaml")
-    configured.ok("fleet", "clock", "--advance", "1h")
+    configured.ok_inproc("fleet", "clock", "--advance", "1h")
     r = configured.ok(
         *configured.tc("get", "machinestatus", "-n", "127.0.10.6", "-o", "jsonpath={.spec.stage}")
     )
@@ -313,9 +315,9 @@ def test_busy_file_fault_fails_the_upgrade_sequence_and_keeps_the_version(cluste
 
 
 def _events(sim: Sim, ip: str) -> list[dict]:
-    return next(
-        n for n in json.loads(sim.ok("fleet", "list", "-o", "json").stdout) if n["ip"] == ip
-    )["events"]
+    call = sim.ok if sim.talosctl_version else sim.ok_inproc
+    nodes = json.loads(call("fleet", "list", "-o", "json").stdout)
+    return next(n for n in nodes if n["ip"] == ip)["events"]
 
 
 def _server_tag(sim: Sim, ip: str) -> str:
@@ -327,15 +329,15 @@ def test_staged_upgrade_reboots_by_itself_into_the_new_version(cluster: Sim) -> 
     cluster.ok(
         "fleet", "timings", "--set", "upgrade=2s", "--set", "reboot=1s", "--set", "install=3s"
     )
-    cluster.ok("fleet", "timings", "--set", "boot=1s")
-    cluster.ok("fleet", "clock", "--freeze")
+    cluster.ok_inproc("fleet", "timings", "--set", "boot=1s")
+    cluster.ok_inproc("fleet", "clock", "--freeze")
     img = "ghcr.io/siderolabs/installer:v1.7.4"
     cluster.ok(
         *cluster.tc("upgrade", "-n", "127.0.10.4", "--stage", "--image", img, "--wait=false")
     )
     seen = [_stage(cluster, "127.0.10.4")]
     for _ in range(8):
-        cluster.ok("fleet", "clock", "--advance", "1s")
+        cluster.ok_inproc("fleet", "clock", "--advance", "1s")
         seen.append(_stage(cluster, "127.0.10.4"))
     # StageUpgrade stops services and reboots; the next boot installs the staged image and
     # reboots again into it (nobody sent a reboot)
@@ -355,8 +357,8 @@ def test_staged_upgrade_reboots_by_itself_into_the_new_version(cluster: Sim) -> 
 
 
 def test_reboot_sent_during_the_staged_sequence_is_locked_out(cluster: Sim) -> None:
-    cluster.ok("fleet", "timings", "--set", "upgrade=5s")
-    cluster.ok("fleet", "clock", "--freeze")
+    cluster.ok_inproc("fleet", "timings", "--set", "upgrade=5s")
+    cluster.ok_inproc("fleet", "clock", "--freeze")
     img = "ghcr.io/siderolabs/installer:v1.7.4"
     cluster.ok(
         *cluster.tc("upgrade", "-n", "127.0.10.4", "--stage", "--image", img, "--wait=false")
@@ -367,7 +369,7 @@ def test_reboot_sent_during_the_staged_sequence_is_locked_out(cluster: Sim) -> N
     assert [(e["sequence"], e["error"]) for e in locked] == [
         ("reboot", "sequence not started: locked")
     ]
-    cluster.ok("fleet", "clock", "--advance", "5s")
+    cluster.ok_inproc("fleet", "clock", "--advance", "5s")
     assert _server_tag(cluster, "127.0.10.4") == "v1.7.4"
     events = _events(cluster, "127.0.10.4")
     since = next(i for i, e in enumerate(events) if e["event"] == "upgrade staged")
@@ -378,8 +380,8 @@ def test_reboot_sent_during_the_staged_sequence_is_locked_out(cluster: Sim) -> N
 def test_reboot_wait_during_the_staged_sequence_follows_it_to_the_new_version(
     cluster: Sim,
 ) -> None:
-    cluster.ok("fleet", "timings", "--set", "upgrade=5s")
-    cluster.ok("fleet", "clock", "--freeze")
+    cluster.ok_inproc("fleet", "timings", "--set", "upgrade=5s")
+    cluster.ok_inproc("fleet", "clock", "--freeze")
     img = "ghcr.io/siderolabs/installer:v1.7.4"
     cluster.ok(
         *cluster.tc("upgrade", "-n", "127.0.10.4", "--stage", "--image", img, "--wait=false")
@@ -395,7 +397,7 @@ def test_reboot_wait_during_the_staged_sequence_follows_it_to_the_new_version(
     try:
         while not any(e.get("code") == "LOCKED" for e in _events(cluster, "127.0.10.4")):
             assert proc.poll() is None
-        cluster.ok("fleet", "clock", "--advance", "5s")
+        cluster.ok_inproc("fleet", "clock", "--advance", "5s")
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
@@ -438,8 +440,8 @@ def test_worker_config_on_intended_control_plane_is_accepted_but_recorded(fleet:
 
 def test_control_plane_upgrades_refuse_to_lose_quorum(cluster: Sim) -> None:
     # While one control plane reboots for its upgrade, a second one must be refused.
-    cluster.ok("fleet", "timings", "--set", "reboot=3s")
-    cluster.ok("fleet", "clock", "--freeze")
+    cluster.ok_inproc("fleet", "timings", "--set", "reboot=3s")
+    cluster.ok_inproc("fleet", "clock", "--freeze")
     img = "ghcr.io/siderolabs/installer:v1.7.4"
     cluster.ok(*cluster.tc("upgrade", "-n", CPS[0], "--image", img, "--wait=false"))
     r = cluster.run(*cluster.tc("upgrade", "-n", CPS[1], "--image", img, "--wait=false"))

@@ -118,7 +118,7 @@ def _snapshot_status(path: str) -> dict[str, Any]:
 @command(
     "bootstrap",
     flags=[
-        Flag("recover-from", help="recover etcd state from the snapshot"),
+        Flag("recover-from", help="recover etcd cluster from the snapshot"),
         Flag(
             "recover-skip-hash-check",
             "bool",
@@ -208,7 +208,8 @@ def _recover_error(snap: dict[str, Any], skip_hash: bool) -> str | None:
 
 # -- reset ------------------------------------------------------------------------------------
 def _validate_reset(ctx: Ctx, node: dict[str, Any]) -> list[str]:
-    """machined's Reset request checks; returns the system labels to wipe."""
+    """machined's Reset request checks (v1.7.0 and v1.9.0 v1alpha1_server.go, Reset); returns
+    the system labels to wipe."""
     mode = ctx["wipe-mode"]
     disks = ctx["user-disks-to-wipe"]
     labels = list(ctx["system-labels-to-wipe"])
@@ -234,13 +235,22 @@ def _validate_reset(ctx: Ctx, node: dict[str, Any]) -> list[str]:
                 "SystemPartitionsToWipe parameter",
             )
         for label in labels:
-            if label not in SYSTEM_LABELS:
-                raise RPC(
-                    "Unknown",
-                    f'failed to get volume status with label "{label}": resource '
-                    f"VolumeStatuses.block.talos.dev(runtime/{label}@undefined) NotFound",
-                )
+            if label in SYSTEM_LABELS:
+                continue
+            if _minor(node.get("talos_version") or "v1.9.0") < (1, 8):
+                # v1.7.0: installer.ParseTarget on the system disk's partition table
+                raise RPC("Unknown", f'label "{label}" is not supported')
+            raise RPC(
+                "Unknown",
+                f'failed to get volume status with label "{label}": resource '
+                f"VolumeStatuses.block.talos.dev(runtime/{label}@undefined) NotFound",
+            )
     return labels
+
+
+def _minor(tag: str) -> tuple[int, int]:
+    major, minor = tag.lstrip("v").split(".")[:2]
+    return int(major), int(minor)
 
 
 @command(

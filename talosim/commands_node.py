@@ -849,6 +849,7 @@ def _check(state: State, name: str, cps: list[str], workers: list[str]) -> str |
         )
     if name == "etcd members to be control plane nodes":
         members = {m["ip"] for m in N.members(state, cluster)}
+        members |= {m["ip"] for m in (cluster or {}).get("stale_members") or []}  # dead ones
         if members != set(cps):
             return (
                 f"etcd member ips {json.dumps(sorted(members))} are not subset of control "

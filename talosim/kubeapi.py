@@ -378,6 +378,8 @@ def namespace_objects(cluster: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 NS_KEY = "/registry/namespaces/"
+# the controller reference of a DaemonSet's pods (name added per DaemonSet)
+DAEMONSET_OWNER = {"apiVersion": "apps/v1", "kind": "DaemonSet", "controller": True}
 BUILTIN_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 
 
@@ -627,6 +629,8 @@ class Handler(BaseHTTPRequestHandler):
                     ],
                 },
             )
+        if path.startswith("/apis/apps/v1/namespaces/") and "/daemonsets/" in path:
+            return self._daemonset(path.rsplit("/", 1)[1], state, cluster)
         if path == "/apis":
             return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
         if path == "/api/v1":
@@ -635,6 +639,28 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/api/v1/") and parts:
             return self._resource(parts, q, state, cluster)
         self._status(404, "NotFound", "the server could not find the requested resource")
+
+    def _daemonset(self, name: str, state: State, cluster: dict[str, Any]) -> None:
+        """The DaemonSet that owns some pods (what `kubectl drain --ignore-daemonsets` reads)."""
+        owned = [
+            pod
+            for pod in pod_objects(state, cluster)
+            for ref in pod["metadata"].get("ownerReferences") or []
+            if ref["kind"] == "DaemonSet" and ref["name"] == name
+        ]
+        if not owned:
+            return self._status(404, "NotFound", f'daemonsets.apps "{name}" not found')
+        meta = {"name": name, "namespace": owned[0]["metadata"]["namespace"]}
+        self._send(
+            200,
+            {
+                "kind": "DaemonSet",
+                "apiVersion": "apps/v1",
+                "metadata": {**meta, "uid": hashlib.md5(name.encode()).hexdigest()},
+                "spec": {"selector": {"matchLabels": owned[0]["metadata"]["labels"]}},
+                "status": {"desiredNumberScheduled": len(owned), "numberReady": len(owned)},
+            },
+        )
 
     def _resource(
         self, parts: list[str], q: dict[str, str], state: State, cluster: dict[str, Any]

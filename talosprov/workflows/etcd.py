@@ -166,11 +166,12 @@ def backup(
         progress.phase(f"Snapshot etcd from {p.node}")
         with journal.step("snapshot", p.node):
             path = take_snapshot(repo, cluster, prog, tc, p.node)
+        # observe again before pruning: an old backup goes only once the new one is there
+        if not path.exists() or path.stat().st_size == 0:
+            raise WorkflowError(f"talosctl reported success but {repo.rel(path)} is empty")
         for name in to_prune(existing_backups(repo, cluster), keep):
             (path.parent / name).unlink()
             log.info("removed the old backup %s", name)
-        if not path.exists() or path.stat().st_size == 0:
-            raise WorkflowError(f"talosctl reported success but {repo.rel(path)} is empty")
         outcome.path, outcome.size = path, path.stat().st_size
         journal.write("backup", "ok", p.node, file=path.name, bytes=outcome.size)
     return outcome

@@ -290,6 +290,12 @@ def node_action(
             f"generated/{cluster.name}/nodes/{node.hostname}.yaml does not exist: run "
             f"`invoke generate --cluster {cluster.name}` (and commit) after adding the node"
         )
+    if action in ("add", "remove") and (kubectl is None or not ops.kc.kubeconfig.exists()):
+        # without Kubernetes a node could not be drained (remove) nor checked Ready (add)
+        raise Refused(
+            f"node.{action} needs kubectl and {repo.rel(ops.kc.kubeconfig)} "
+            f"(`invoke kubeconfig --cluster {cluster.name}`)"
+        )
     observed = ops.observe(node, with_etcd=action != "add" and node.is_controlplane)
     planner = {"add": plan_add, "remove": plan_remove, "reset": plan_reset}[action]
     p = planner(cluster, node, observed)

@@ -171,3 +171,19 @@ def test_reset_wipes_a_worker_back_to_maintenance_and_refuses_an_etcd_member(
     assert _stage(installed, "127.0.10.4") == "maintenance"
     out = _ok(installed.invoke("reset", "--node", "127.0.10.4", "--yes-wipe"))
     assert "nothing to do: 127.0.10.4 is already in maintenance mode" in out
+
+
+def test_node_remove_refuses_without_kubectl_rather_than_skip_the_drain(
+    installed: FleetRepo,
+) -> None:
+    n = len(installed.calls())
+    r = installed.invoke(
+        "node.remove",
+        "--node",
+        "127.0.10.4",
+        "--yes",
+        extra_env={"KUBECTL": str(installed.base / "no-such-kubectl")},
+    )
+    assert r.returncode == 1
+    assert "node.remove needs kubectl" in r.stderr
+    assert _mutations(installed, n) == []

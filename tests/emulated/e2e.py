@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from talosprov.tools.talosctl import Talosctl
 from tests.conftest import ROOT, copy_repo
 
 LAUNCHER = str(ROOT / "talosim" / "bin" / "talosctl")
@@ -109,16 +112,21 @@ class FleetRepo:
         new = FleetRepo.__new__(FleetRepo)
         new.base, new.root, new.home = base, base / "fleet", base / "home"
         new.state = new.root / ".talosim"
-        # kubeconfigs of the copy must point at the copy's own emulated API server
+        # kubeconfigs of the copy must point at the copy's own emulated API server: fetch them
+        # with one talosctl call each (not a whole `invoke kubeconfig` process) and point the
+        # HOME kubeconfig's entry at the new server too
         for cluster in (new.root / ".state").iterdir() if (new.root / ".state").exists() else []:
-            if (cluster / "kubeconfig").exists() and cluster.name != "age":
-                alias = next(
-                    p.stem
-                    for p in (new.root / "clusters").glob("*.yaml")
-                    if f"name: {cluster.name}\n" in p.read_text()
-                )
-                r = new.invoke("kubeconfig", "--cluster", alias)
-                assert r.returncode == 0, r.stderr
+            kc, tc = cluster / "kubeconfig", cluster / "talosconfig"
+            if cluster.name == "age" or not kc.exists():
+                continue
+            old = _server(kc.read_text())
+            ctx = yaml.safe_load(tc.read_text())
+            cp = ctx["contexts"][ctx["context"]]["endpoints"][0]
+            r = new.talosim(*Talosctl(tc).kubeconfig(cp, kc))
+            assert r.returncode == 0, r.stderr
+            home_kc = new.home / ".kube" / "config"
+            if home_kc.exists():
+                home_kc.write_text(home_kc.read_text().replace(old, _server(kc.read_text())))
         return new
 
     def set_timings(self, **seconds: float) -> None:
@@ -154,6 +162,10 @@ class FleetRepo:
     def destroy(self) -> None:
         if self.state.exists():
             self.talosim("fleet", "destroy")
+
+
+def _server(kubeconfig: str) -> str:
+    return str(yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]["server"])
 
 
 def nodes_of(call: dict[str, Any]) -> list[str]:

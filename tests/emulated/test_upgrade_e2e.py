@@ -133,7 +133,7 @@ def test_rolling_upgrade_control_planes_one_at_a_time_then_worker_batches(
     timed = [e for e in journal if e["step"] == "upgrade" and e["status"] == "ok" and e["node"]]
     assert len(timed) == 5
     assert all("seconds" in e for e in timed)
-    backups = list((installed.root / ".state" / "talos-demo" / "backups").glob("*.db"))
+    backups = list((installed.root / ".state" / "talos-demo" / "backups").glob("*.snapshot"))
     assert len(backups) == 3
     assert all(oct(b.stat().st_mode & 0o777) == "0o600" for b in backups)
 

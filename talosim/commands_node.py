@@ -1099,7 +1099,8 @@ def _upgrade_checks(state: State, node: dict[str, Any], preserve: bool) -> None:
             "--preserve to upgrade",
         )
     for m in members:
-        if m["stage"] in ("rebooting", "booting", "upgrading", "off"):
+        # "installing": a staged upgrade runs its installer early in boot, before etcd starts
+        if m["stage"] in ("rebooting", "booting", "upgrading", "installing", "off"):
             raise RPC(
                 "Unknown",
                 prefix + f"etcd member {N.member_id(m)} is not started, all "

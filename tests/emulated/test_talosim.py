@@ -609,3 +609,17 @@ def test_talosctl_1_13_stages_on_an_older_node_through_the_legacy_fallback(
         assert _server_tag(sim, "127.0.10.4") == "v1.12.1"
     finally:
         sim.destroy()
+
+
+def test_control_plane_installing_a_staged_upgrade_counts_as_a_stopped_etcd_member(
+    cluster: Sim,
+) -> None:
+    cluster.ok_inproc("fleet", "timings", "--set", "reboot=1s", "--set", "install=5s")
+    cluster.ok_inproc("fleet", "clock", "--freeze")
+    img = "ghcr.io/siderolabs/installer:v1.7.4"
+    cluster.ok(*cluster.tc("upgrade", "-n", CPS[0], "--stage", "--image", img, "--wait=false"))
+    cluster.ok_inproc("fleet", "clock", "--advance", "1s")
+    assert _stage(cluster, CPS[0]) == "installing"
+    r = cluster.run(*cluster.tc("upgrade", "-n", CPS[1], "--image", img, "--wait=false"))
+    assert r.returncode == 1
+    assert "is not started, all members must be running to perform an upgrade" in r.stderr

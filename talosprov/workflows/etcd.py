@@ -198,14 +198,28 @@ class RestorePlan:
         return [f"{i}. {s.kind} {', '.join(s.nodes)}: {s.why}" for i, s in enumerate(self.steps, 1)]
 
 
+@dataclass(frozen=True)
+class RestoreProgress:
+    """What the journal says about the last restore from this snapshot."""
+
+    finished: bool = False  # it completed
+    done: frozenset[str] = frozenset()  # steps that completed in it (when it did not finish)
+
+
 def plan_restore(
-    cluster: Cluster, snapshot: Path, digest: str, modes: dict[str, str], done: bool
+    cluster: Cluster,
+    snapshot: Path,
+    digest: str,
+    modes: dict[str, str],
+    etcd_healthy: bool,
+    progress_: RestoreProgress,
 ) -> RestorePlan:
     """Wipe every control plane's EPHEMERAL (etcd data), recover on the first one. Pure.
 
-    `modes` is each control plane's probe mode; `done` says the journal already records a
-    completed restore from this very snapshot (a re-run is then a no-op)."""
-    if done:
+    `modes` is each control plane's probe mode. A re-run after a completed restore from this
+    snapshot is a no-op while etcd is healthy; a run that stopped after the recovery resumes
+    at the health check (wiping again would throw the recovered data away)."""
+    if progress_.finished and etcd_healthy:
         return RestorePlan(
             snapshot, digest, noop=f"{cluster.name} was already restored from this snapshot"
         )
@@ -218,22 +232,21 @@ def plan_restore(
             + " (install or power them on first)"
         )
     first = cps[0]
-    return RestorePlan(
-        snapshot,
-        digest,
-        (
-            RestoreStep(
-                "wipe",
-                tuple(cps),
-                f"talosctl reset --graceful=false --reboot --system-labels-to-wipe={EPHEMERAL} "
-                "(etcd data of every control plane; machine configs stay)",
-            ),
-            RestoreStep("wait", tuple(cps), "back in stage running (etcd waits for bootstrap)"),
-            RestoreStep("recover", (first,), f"talosctl bootstrap --recover-from={snapshot}"),
-            RestoreStep("health", (first,), "talosctl health (every node)"),
-            RestoreStep("ready", tuple(n.ip for n in cluster.nodes), "every node Ready (kubectl)"),
+    steps: tuple[RestoreStep, ...] = (
+        RestoreStep(
+            "wipe",
+            tuple(cps),
+            f"talosctl reset --graceful=false --reboot --system-labels-to-wipe={EPHEMERAL} "
+            "(etcd data of every control plane; machine configs stay)",
         ),
+        RestoreStep("wait", tuple(cps), "back in stage running (etcd waits for bootstrap)"),
+        RestoreStep("recover", (first,), f"talosctl bootstrap --recover-from={snapshot}"),
+        RestoreStep("health", (first,), "talosctl health (every node)"),
+        RestoreStep("ready", tuple(n.ip for n in cluster.nodes), "every node Ready (kubectl)"),
     )
+    if not progress_.finished and "recover" in progress_.done:
+        steps = steps[3:]
+    return RestorePlan(snapshot, digest, steps)
 
 
 @dataclass
@@ -246,11 +259,18 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _restored_before(journal: Journal, digest: str) -> bool:
-    return any(
-        e.get("step") == "restore" and e.get("status") == "ok" and e.get("sha256") == digest
-        for e in journal.entries()
-    )
+def restore_progress(journal: Journal, digest: str) -> RestoreProgress:
+    entries = [e for e in journal.entries() if e.get("workflow") == "restore"]
+    starts = [
+        i
+        for i, e in enumerate(entries)
+        if e.get("step") == "restore" and e.get("status") == "start" and e.get("sha256") == digest
+    ]
+    if not starts:
+        return RestoreProgress()
+    after = entries[starts[-1] + 1 :]
+    finished = any(e.get("step") == "restore" and e.get("status") == "ok" for e in after)
+    return RestoreProgress(finished, frozenset(e["step"] for e in after if e.get("status") == "ok"))
 
 
 def restore(
@@ -284,7 +304,8 @@ def restore(
         snapshot,
         digest,
         {ip: pr.mode for ip, pr in probes.items()},
-        _restored_before(journal, digest),
+        all(observe_etcd(prog, tc, cps).healthy.values()),
+        restore_progress(journal, digest),
     )
     progress.phase("Plan")
     for line in p.describe():

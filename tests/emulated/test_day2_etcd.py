@@ -142,3 +142,25 @@ def test_restore_refuses_a_missing_snapshot(installed: FleetRepo) -> None:
     )
     assert r.returncode == 1
     assert "nope.snapshot: no such file" in r.stderr
+
+
+def test_a_restore_that_stopped_after_the_recovery_resumes_without_wiping_again(
+    installed: FleetRepo,
+) -> None:
+    r = _kubectl(installed, "create", "namespace", "payments")
+    assert r.returncode == 0, r.stderr
+    _ok(installed.invoke("backup", "--cluster", "demo"))
+    [snap] = _backups(installed)
+    installed.fault(
+        "--node", "127.0.10.1", "--kind", "error", "--command", "health", "--times", "1"
+    )
+    r = installed.invoke("restore", "--cluster", "demo", "--from", str(snap), "--yes-wipe-etcd")
+    assert r.returncode == 1
+    assert "did not become healthy after the recovery" in r.stderr
+    n = len(installed.calls())
+    out = _ok(
+        installed.invoke("restore", "--cluster", "demo", "--from", str(snap), "--yes-wipe-etcd")
+    )
+    assert "etcd restored" in out
+    assert not [c for c in installed.calls()[n:] if c["cmd"] in ("reset", "bootstrap")]
+    assert "payments" in _namespaces(installed)

@@ -83,7 +83,11 @@ def test_node_plan(case: Path) -> None:
 def test_restore_plan(case: Path) -> None:
     spec: dict[str, Any] = yaml.safe_load(case.read_text())
     cluster = _cluster(spec["cluster"])
-    args = (cluster, Path("/backups/x.snapshot"), "sha", spec["probes"], spec.get("done", False))
+    progress = etcd.RestoreProgress(
+        spec.get("finished", False), frozenset(spec.get("done_steps", []))
+    )
+    healthy = spec.get("etcd_healthy", False)
+    args = (cluster, Path("/backups/x.snapshot"), "sha", spec["probes"], healthy, progress)
     if "error" in spec:
         with _raises(spec):
             etcd.plan_restore(*args)

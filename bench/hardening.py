@@ -220,8 +220,9 @@ def _private_values(root: Path, tree: Path, env: dict[str, str]) -> list[str]:
         "print('\\n'.join(v for v, p in bundle_values(b).items() if not p.endswith('.crt')))\n"
     )
     r = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root
     )
+    assert r.returncode == 0, r.stderr
     return [v for v in r.stdout.splitlines() if v]
 
 
@@ -231,16 +232,21 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=1000, help="fuzzed cluster files (int)")
     ap.add_argument("--crashes", type=int, default=3, help="SIGKILLed generate runs (int)")
     ap.add_argument("--seed", type=int, default=12, help="corpus seed (int)")
+    ap.add_argument(
+        "--parts", default="fuzz,injections,leftovers", help="comma-separated parts to run (str)"
+    )
     args = ap.parse_args()
     tree = args.tree.resolve()
     sys.path.insert(0, str(tree))
-    result = {
-        "tree": str(tree),
-        "fuzz": fuzz(tree, args.cases, args.seed),
-        "injections": injections(tree),
-        "leftovers": leftovers(tree, args.crashes),
-    }
-    out = HERE / "bench" / "results" / "hardening.json"
+    parts = set(args.parts.split(","))
+    result: dict[str, Any] = {"tree": str(tree)}
+    if "fuzz" in parts:
+        result["fuzz"] = fuzz(tree, args.cases, args.seed)
+    if "injections" in parts:
+        result["injections"] = injections(tree)
+    if "leftovers" in parts:
+        result["leftovers"] = leftovers(tree, args.crashes)
+    out = HERE / "bench" / "results" / f"hardening-{tree.name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

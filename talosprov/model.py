@@ -644,4 +644,9 @@ class Repo:
         )
 
     def clusters_with_node(self, ip: str) -> list[Cluster]:
-        return [c for c in self.all_clusters().values() if any(n.ip == ip for n in c.nodes)]
+        # an IP or a hostname (`invoke upgrade --node ck3-worker-4`)
+        return [
+            c
+            for c in self.all_clusters().values()
+            if any(ip in (n.ip, n.hostname) for n in c.nodes)
+        ]

@@ -28,7 +28,7 @@ from .ui import print_plan, reporter
     iterable=["gate"],
     help={
         "cluster": CLUSTER_HELP + " (the whole cluster, rolling)",
-        "node": "upgrade only this node (its cluster is found from clusters/)",
+        "node": "IP or HOSTNAME: upgrade only this node (its cluster is found from clusters/)",
         "version": "target Talos version (default: the cluster file's)",
         "max_unavailable": "workers upgraded at once (default: cluster file, else 1)",
         "gate": "STRING, repeatable: shell command run after each node/batch; must exit 0 to go on",
@@ -88,6 +88,9 @@ def upgrade(
             )
             path_report(cl.name, res, dry_run)
             return
+        dirty = path_wf.uncommitted(r, cl)
+        if dirty:
+            console.print(f"[yellow]warning: {dirty}[/]")
         outcome = up_wf.upgrade(
             r, cl, talosctl_for(r, cl), kubectl, opts, target=version, only=only
         )
@@ -116,27 +119,30 @@ def upgrade_k8s(
     dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
-    """Upgrade Kubernetes: dry run first, then the real run, then check every kubelet."""
+    """Upgrade Kubernetes minor by minor: each hop dry run, run, every kubelet checked."""
     r = repo()
     cl = need_cluster(r, cluster)
-    res = up_wf.upgrade_k8s(r, cl, talosctl_for(r, cl), toolbox.kubectl(), to=to, dry_run=dry_run)
-    if res.noop:
-        console.print(f"[green]{cl.name}: nothing to do: {res.noop}[/]")
-    elif dry_run:
-        out(
-            "\n".join(
-                [
-                    f"plan: Kubernetes {res.current} → {res.target}",
-                    "commands:",
-                    *("  " + cmd for cmd in res.commands),
-                ]
+    # one Kubernetes minor at a time, each hop verified (workflows/upgrade_path.py walk_k8s)
+    for res in path_wf.walk_k8s(
+        r, cl, talosctl_for(r, cl), toolbox.kubectl(), to=to, dry_run=dry_run
+    ):
+        if res.noop:
+            console.print(f"[green]{cl.name}: nothing to do: {res.noop}[/]")
+        elif dry_run:
+            out(
+                "\n".join(
+                    [
+                        f"plan: Kubernetes {res.current} → {res.target}",
+                        "commands:",
+                        *("  " + cmd for cmd in res.commands),
+                    ]
+                )
             )
-        )
-    else:
-        console.print(
-            f"[green]{cl.name}: Kubernetes {res.current} → {res.target}, every "
-            "kubelet and control-plane pod verified[/]"
-        )
+        else:
+            console.print(
+                f"[green]{cl.name}: Kubernetes {res.current} → {res.target}, every "
+                "kubelet and control-plane pod verified[/]"
+            )
 
 
 def via_list(text: str | None) -> list[str]:

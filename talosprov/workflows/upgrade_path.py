@@ -35,7 +35,7 @@ from ..errors import GateFailed, TalosProvError, ToolMissing, WorkflowError
 from ..model import Cluster, Repo
 from ..tools.kubectl import Kubectl, parse_nodes
 from ..tools.run import Program, resolve, run
-from ..tools.talosctl import Talosctl
+from ..tools.talosctl import Talosctl, parse_server_version
 from ..versions import Version
 from . import path as path_wf
 from . import upgrade as up_wf
@@ -274,31 +274,22 @@ class PathOutcome:
 def _commands(cluster: Cluster, tc: Talosctl, p: path_wf.Path, opts: up_wf.Options) -> list[str]:
     out: list[str] = []
     cp = cluster.controlplanes[0].ip
-    for h in p.hops:
-        exe = f"talosctl[{h.talosctl_minor}]"
+    snap = Path(".state") / cluster.name / "backups" / "<UTC timestamp>.snapshot"
+    for i, h in enumerate(p.hops, 1):
+        # which talosctl runs it: $TALOSCTL_1_N, else the default one if it is at least 1.N
+        who = f"  # hop {i}, talosctl ≥ {h.talosctl_minor}"
         if isinstance(h, path_wf.K8sHop):
-            out.append(shlex.join([exe, *tc.upgrade_k8s(cp, h.target, dry_run=True)]))
-            out.append(shlex.join([exe, *tc.upgrade_k8s(cp, h.target, dry_run=False)]))
+            for dry in (True, False):
+                out.append(
+                    shlex.join(["talosctl", *tc.upgrade_k8s(cp, h.target, dry_run=dry)]) + who
+                )
             continue
         htc = _HopTalosctl(tc.talosconfig, h.legacy)
         for m in h.moves:
             if m.role == "controlplane":
-                out.append(
-                    shlex.join(
-                        [
-                            exe,
-                            *htc.etcd_snapshot(
-                                m.ip,
-                                Path(".state") / cluster.name / "backups" / "<UTC timestamp>.db",
-                            ),
-                        ]
-                    )
-                )
-            out.append(
-                shlex.join(
-                    [exe, *htc.upgrade(m.ip, h.image, preserve=opts.preserve, timeout=opts.timeout)]
-                )
-            )
+                out.append(shlex.join(["talosctl", *htc.etcd_snapshot(m.ip, snap)]) + who)
+            argv = htc.upgrade(m.ip, h.image, preserve=opts.preserve, timeout=opts.timeout)
+            out.append(shlex.join(["talosctl", *argv]) + who)
     return out
 
 
@@ -313,6 +304,9 @@ def upgrade_path(
     via: list[str] | None = None,
 ) -> PathOutcome:
     want = Version.parse(target) if target else cluster.talos
+    dirty = uncommitted(repo, cluster)
+    if dirty:
+        log.warning("%s", dirty)
     probe_up = up_wf.Upgrader(repo, cluster, prog, kubectl, opts)
     ips = [n.ip for n in cluster.nodes]
     progress.phase(f"Observe {len(ips)} node(s) of {cluster.name}")
@@ -341,9 +335,7 @@ def upgrade_path(
         cluster.kubernetes,
         facts(repo, cluster),
         via=[Version.parse(v) for v in via or []],
-        source=repo.rel(repo.cluster_files().get(cluster.name, repo.clusters_dir / "?"))
-        if cluster.name in repo.cluster_files()
-        else "the cluster file",
+        source=_cluster_file(repo, cluster) or "the cluster file",
     )
     progress.phase("Plan")
     for line in p.describe():
@@ -355,6 +347,14 @@ def upgrade_path(
     if p.k8s_hops and kubectl is None:
         raise ToolMissing("the path has Kubernetes hops: kubectl is needed (set KUBECTL)")
     journal = Journal(repo, cluster, "upgrade-path")
+    if any(s.id == "reissue-talosconfig" for h in p.talos_hops for s in h.steps):
+        # before the path, not at its 1.12 hop: a certificate with clientAuth works on every
+        # version, and `certs --renew` takes the cluster lock itself
+        from . import certs
+
+        progress.phase("Reissue the talosconfig (clientAuth key usage, needed from Talos 1.12)")
+        with journal.step("reissue-talosconfig", None):
+            certs.renew(repo, cluster, prog)
     with cluster_lock(repo, cluster, "upgrade"):
         journal.write("path", "start", None, target=p.target, kubernetes=p.kubernetes_target)
         for i, h in enumerate(p.hops, 1):
@@ -366,12 +366,6 @@ def upgrade_path(
                     k8s_hop(repo, cluster, hp, kubectl, h.target, opts.timeout)
                 continue
             progress.phase(f"Hop {i}/{len(p.hops)}: Talos {h.version} on {len(h.moves)} node(s)")
-            for s in h.steps:
-                if s.id == "reissue-talosconfig":
-                    from . import certs
-
-                    with journal.step("reissue-talosconfig", None):
-                        certs.renew(repo, cluster, hp)
             up = HopUpgrader(repo, cluster, hp, kubectl, opts, h.legacy)
             if hasattr(up, "talosctl_version"):
                 v = _client_version(hp)
@@ -421,3 +415,99 @@ def k8s_hop(
                 )
             )
         time.sleep(1)
+
+
+# -- Kubernetes alone ------------------------------------------------------------------------------
+def k8s_hops(current: Version, target: Version, talos: dict[str, Version]) -> list[Version]:
+    """Kubernetes minors one at a time from current to target (each hop at the patch of
+    data/versions.yaml, the last at target), refusing one a node's Talos does not support. Pure."""
+    from ..errors import TalosProvError
+    from ..versions import check_kubernetes_supported, kubernetes_patch
+
+    if target < current:
+        raise TalosProvError(
+            f"refusing: Kubernetes cannot be downgraded ({current.plain()} → {target.plain()})"
+        )
+    if target.major != current.major:
+        raise TalosProvError(f"no Kubernetes path from {current.plain()} to {target.plain()}")
+    hops: list[Version] = []
+    k = current
+    while (k.major, k.minor) < (target.major, target.minor):
+        nxt = (k.major, k.minor + 1)
+        k = target if nxt == (target.major, target.minor) else kubernetes_patch(nxt)
+        hops.append(k)
+    if k < target:
+        hops.append(target)
+    for hop in hops:
+        for ip, tag in sorted(talos.items()):
+            why = check_kubernetes_supported(tag, hop)
+            if why:
+                raise TalosProvError(f"refusing: {why} (node {ip}); upgrade Talos first")
+    return hops
+
+
+def walk_k8s(
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    kubectl: Program,
+    *,
+    to: str | None,
+    dry_run: bool,
+) -> list[up_wf.K8sOutcome]:
+    """`invoke upgrade-k8s`: Kubernetes minor by minor to the target, each hop the workflow of
+    upgrade.upgrade_k8s (its dry run, the run, every kubelet verified); re-runs resume."""
+    target = Version.parse(to) if to else cluster.kubernetes
+    kc = Kubectl(localconfig.kubeconfig_path(repo, cluster))
+    tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
+    cp = cluster.controlplanes[0].ip
+    nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
+    if not nodes:
+        raise WorkflowError(f"kubectl lists no nodes for {cluster.name}; run `invoke kubeconfig`")
+    current = min(Version.parse(n.kubelet) for n in nodes)
+    args = ["version", "--talosconfig", str(tc.talosconfig), "--nodes"]
+    args += [",".join(n.ip for n in cluster.nodes), "--endpoints", cp]
+    talos = parse_server_version(run(prog, args, timeout=60).stdout)
+    hops = k8s_hops(current, target, {ip: Version.parse(t) for ip, t in talos.items()})
+    if len(hops) <= 1:
+        one = hops[0].plain() if hops else target.plain()
+        return [up_wf.upgrade_k8s(repo, cluster, prog, kubectl, to=one, dry_run=dry_run)]
+    if dry_run:
+        # only the first hop can be dry-run against the cluster as it is now
+        outs = [up_wf.upgrade_k8s(repo, cluster, prog, kubectl, to=hops[0].plain(), dry_run=True)]
+        for prev, h in zip(hops, hops[1:], strict=False):
+            cmds = [
+                shlex.join(["talosctl", *tc.upgrade_k8s(cp, h.plain(), dry_run=d)])
+                for d in (True, False)
+            ]
+            outs.append(up_wf.K8sOutcome(prev.plain(), h.plain(), None, cmds))
+        return outs
+    return [
+        up_wf.upgrade_k8s(repo, cluster, prog, kubectl, to=h.plain(), dry_run=False) for h in hops
+    ]
+
+
+def uncommitted(repo: Repo, cluster: Cluster) -> str | None:
+    """A warning when the cluster file or its generated/ configs differ from the last commit:
+    the upgrade then carries out something nobody reviewed."""
+    from .. import gitrepo
+
+    if not gitrepo.is_repo(repo.root):
+        return None
+    cf = _cluster_file(repo, cluster)
+    paths = [cf] if cf else []
+    paths.append(repo.rel(repo.generated_dir(cluster)))
+    changed = gitrepo.dirty(repo.root, paths)
+    if not changed:
+        return None
+    return (
+        f"upgrading {cluster.name} from uncommitted changes ({', '.join(changed[:5])}): commit "
+        "and review them first (the upgrade carries out what the working tree says)"
+    )
+
+
+def _cluster_file(repo: Repo, cluster: Cluster) -> str | None:
+    for alias, p in repo.cluster_files().items():
+        if alias == cluster.name or repo.load(alias).name == cluster.name:
+            return repo.rel(p)
+    return None

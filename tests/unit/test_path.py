@@ -178,3 +178,66 @@ def test_dry_run_description_names_hops_gates_and_steps() -> None:
     assert "[gate] own-quorum-check" in text
     assert "etcd healthy and quorum kept" in text
     assert "2. Kubernetes 1.35.4 → 1.36.3 (upgrade-k8s, talosctl ≥ 1.13)" in text
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "talos", "hops"),
+    [
+        ("1.30.0", "1.30.1", "v1.7.0", ["1.30.1"]),
+        ("1.30.0", "1.32.0", "v1.9.6", ["1.31.4", "1.32.0"]),
+        ("1.32.4", "1.32.4", "v1.10.9", []),
+        ("1.35.4", "1.37.0", "v1.14.2", ["1.36.3", "1.37.0"]),
+    ],
+)
+def test_upgrade_k8s_alone_walks_one_minor_at_a_time(
+    current: str, target: str, talos: str, hops: list[str]
+) -> None:
+    from talosprov.workflows.upgrade_path import k8s_hops
+
+    nodes = {"10.0.0.1": Version.parse(talos)}
+    got = k8s_hops(Version.parse(current), Version.parse(target), nodes)
+    assert [h.plain() for h in got] == hops
+
+
+def test_upgrade_k8s_alone_refuses_a_minor_a_node_does_not_support() -> None:
+    from talosprov.workflows.upgrade_path import k8s_hops
+
+    nodes = {"10.0.0.1": Version.parse("v1.9.6"), "10.0.0.2": Version.parse("v1.8.4")}
+    with pytest.raises(
+        TalosProvError, match=r"Kubernetes 1\.32\.0 is not supported by Talos v1\.8\.4"
+    ):
+        k8s_hops(Version.parse("1.30.0"), Version.parse("1.32.0"), nodes)
+    with pytest.raises(TalosProvError, match="cannot be downgraded"):
+        k8s_hops(Version.parse("1.31.0"), Version.parse("1.30.0"), nodes)
+
+
+def test_talosconfig_without_client_auth_is_detected(tmp_path: Path) -> None:
+    import base64
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from talosprov.workflows.upgrade_path import talosconfig_has_client_auth
+
+    def talosconfig(eku: list[x509.ObjectIdentifier] | None) -> Path:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "os:admin")])
+        when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        b = x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        b = b.public_key(key.public_key()).serial_number(1)
+        b = b.not_valid_before(when).not_valid_after(when + dt.timedelta(days=365))
+        if eku is not None:
+            b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        pem = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        p = tmp_path / f"tc-{len(list(tmp_path.iterdir()))}"
+        crt = base64.b64encode(pem).decode()
+        p.write_text(yaml.safe_dump({"context": "c", "contexts": {"c": {"crt": crt}}}))
+        return p
+
+    assert talosconfig_has_client_auth(talosconfig([ExtendedKeyUsageOID.CLIENT_AUTH]))
+    assert not talosconfig_has_client_auth(talosconfig([ExtendedKeyUsageOID.SERVER_AUTH]))
+    assert not talosconfig_has_client_auth(talosconfig(None))
+    assert talosconfig_has_client_auth(tmp_path / "missing")

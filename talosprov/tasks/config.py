@@ -134,6 +134,8 @@ def secrets(
         "(example repositories; the output is the same: it is redacted)",
         "allow_manifest_removal": "allow dropping or renaming an inline manifest (from Talos "
         "1.13 the next upgrade-k8s deletes what it declared)",
+        "full": "build everything even when generated/<cluster>/.inputs.json says inputs and "
+        "outputs are unchanged (CI fidelity check); a flag",
         "dry_run": DRY_RUN_HELP + " (the diff generate would write; no keys needed)",
         "verbose": VERBOSE_HELP,
     }
@@ -146,6 +148,7 @@ def generate(
     commit: bool = False,
     throwaway_bundle: bool = False,
     allow_manifest_removal: bool = False,
+    full: bool = False,
     dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
@@ -158,7 +161,7 @@ def generate(
         prog = toolbox.talosctl(r, cl)
         if check or dry_run:
             # generated/ does not depend on the secrets, so a throwaway bundle shows the same
-            diff = gen_wf.check(r, cl, prog)
+            diff = gen_wf.check(r, cl, prog, full=full)
             out(diff if diff else f"{cl.name}: patches/ and generated/ are up to date")
             if diff:
                 stale.append(cl.name)
@@ -172,7 +175,12 @@ def generate(
             if res.warning:
                 log.warning("%s", res.warning)
         gen = gen_wf.generate(
-            r, cl, prog, throwaway=throwaway_bundle, allow_manifest_removal=allow_manifest_removal
+            r,
+            cl,
+            prog,
+            throwaway=throwaway_bundle,
+            allow_manifest_removal=allow_manifest_removal,
+            full=full,
         )
         out(
             f"{cl.name}: {len(gen.written)} written, {len(gen.removed)} removed, "

@@ -14,6 +14,7 @@ from ..errors import CommandFailed, SecretLeakError, TalosProvError
 from ..model import Cluster, Repo
 from ..scan import scan_paths
 from ..tools.run import resolve, run
+from .inputs import RECORD
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def outputs(repo: Repo, cluster: Cluster) -> tuple[list[str], list[str]]:
     expected: list[str] = []
     unexpected: list[str] = []
     for rel in gitrepo.dirty(repo.root, folders):
-        (expected if rel.endswith(".yaml") else unexpected).append(rel)
+        # generate also writes its record of inputs (workflows/inputs.py)
+        ok = rel.endswith(".yaml") or rel.endswith("/" + RECORD)
+        (expected if ok else unexpected).append(rel)
     return expected, unexpected
 
 

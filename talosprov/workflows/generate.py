@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ..redact import redact
 from ..render import RenderedFile, diff_folder, unexpected_files, write_folder
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl
+from . import inputs as inputs_wf
 from . import manifests
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,20 @@ def _patch_paths(repo: Repo, cluster: Cluster) -> tuple[list[Path], list[Path], 
 
 @contextlib.contextmanager
 def build(
-    repo: Repo, cluster: Cluster, prog: Program, *, throwaway: bool = False, parallel: int = 8
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    *,
+    throwaway: bool = False,
+    parallel: int | None = None,
 ) -> Iterator[Build]:
-    """Build every config in a private folder; `throwaway` uses a fresh bundle (no keys)."""
+    """Build every config in a private folder; `throwaway` uses a fresh bundle (no keys).
+
+    Processes: gen secrets (throwaway only), gen config, then per node `machineconfig patch`
+    and `validate`, and one `validate` per role: 2 x nodes + 3 (+1), the per-node and role
+    steps run concurrently, at most `parallel` (default: the cores) at a time.
+    """
+    workers = parallel or max(1, os.cpu_count() or 1)
     with secrets.private_dir(repo) as tmp:
         bundle_path = tmp / "secrets.yaml"
         if throwaway:
@@ -100,10 +113,12 @@ def build(
             run(prog, Talosctl.validate(out), node=node.ip)
             return node.hostname, out
 
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # every node's patch+validate and the role validates are independent of each other
+            role_checks = [pool.submit(run, prog, Talosctl.validate(p)) for p in roles.values()]
             node_configs = dict(pool.map(one, cluster.nodes))
-        for p in roles.values():
-            run(prog, Talosctl.validate(p))
+            for f in role_checks:
+                f.result()
         for p in tmp.rglob("*"):  # talosctl writes its outputs 0644; nobody else may read them
             if p.is_file():
                 p.chmod(0o600)
@@ -135,10 +150,20 @@ def generate(
     *,
     throwaway: bool = False,
     allow_manifest_removal: bool = False,
+    full: bool = False,
 ) -> GenerateResult:
-    """Render, build and write the redacted configs (unchanged files are not rewritten)."""
+    """Render, build and write the redacted configs (unchanged files are not rewritten).
+
+    Nothing is built when generated/<cluster>/.inputs.json says the inputs and outputs are the
+    ones of the last build (see inputs.py), unless `full`.
+    """
     progress.phase(f"Generate {cluster.name}")
     rendered = render.render(repo, cluster)
+    ins = inputs_wf.input_digests(repo, cluster, inputs_wf.talosctl_version(repo, prog))
+    if not full and inputs_wf.unchanged(repo, cluster, ins):
+        n = len(inputs_wf.output_digests(repo, cluster))
+        log.info("%s: inputs and generated/ unchanged since the last generate", cluster.name)
+        return GenerateResult(cluster, [], [], n, rendered.written)
     with build(repo, cluster, prog, throwaway=throwaway) as b:
         old = repo.generated_dir(cluster) / "controlplane.yaml"
         new = next(f for f in b.redacted if f.relpath == "controlplane.yaml")
@@ -152,14 +177,19 @@ def generate(
         for name, objs in gone.items():
             log.warning("inline manifest %s dropped; upgrade-k8s may delete: %s", name, objs)
         written, removed, unchanged = write_folder(repo.generated_dir(cluster), b.redacted)
+        outs = inputs_wf.digests_of([(f.relpath, f.text) for f in b.redacted])
+    inputs_wf.write_record(repo, cluster, inputs_wf.Record(ins, outs))
     for rel in written:
         log.info("wrote generated/%s/%s", cluster.name, rel)
     return GenerateResult(cluster, written, removed, unchanged, rendered.written)
 
 
-def check(repo: Repo, cluster: Cluster, prog: Program) -> str:
+def check(repo: Repo, cluster: Cluster, prog: Program, *, full: bool = False) -> str:
     """Diff of patches/ and generated/ against a regeneration with a throwaway bundle, and the
-    files in them that generate would not write."""
+    files in them that generate would not write.
+
+    Without `full`, an unchanged record (inputs.py) stands for the regeneration: nothing runs.
+    """
     files = render.render_cluster(repo, cluster)
     pdir, plabel = repo.patches_dir(cluster), f"patches/{cluster.name}"
     diff = diff_folder(pdir, plabel, files)
@@ -170,9 +200,14 @@ def check(repo: Repo, cluster: Cluster, prog: Program) -> str:
             diff + extra + "\n(generated/ not checked: patches/ are stale; run `invoke generate`)\n"
         )
     gdir, glabel = repo.generated_dir(cluster), f"generated/{cluster.name}"
+    if not full:
+        ins = inputs_wf.input_digests(repo, cluster, inputs_wf.talosctl_version(repo, prog))
+        if inputs_wf.unchanged(repo, cluster, ins):
+            return extra
     with build(repo, cluster, prog, throwaway=True) as b:
         return (
             extra
             + diff_folder(gdir, glabel, b.redacted)
-            + unexpected_files(gdir, glabel, b.redacted)
+            # the record is generate's own output too
+            + unexpected_files(gdir, glabel, [*b.redacted, RenderedFile(inputs_wf.RECORD, "")])
         )

@@ -60,7 +60,8 @@ def upgrade(
     dry_run: bool = False,
     verbose: bool = False,
 ) -> None:
-    """Upgrade Talos on one node or roll a whole cluster, gated and resumable."""
+    """Upgrade one node, or a whole cluster through every Talos minor with Kubernetes hops
+    between; gated and resumable."""
     r = repo()
     if not cluster and not node:
         raise UnknownClusterError(

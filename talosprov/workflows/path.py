@@ -328,6 +328,8 @@ def _applies(step: HopStep, facts: Facts, legacy: bool) -> bool:
         return not facts.talosconfig_client_auth
     if step.id == "extensions-in-schematic":
         return bool(facts.extensions)
+    if step.id == "kernel-args-in-schematic":
+        return bool(facts.kernel_args)
     return True
 
 

@@ -125,10 +125,17 @@ def talosctl_for_hops(default: Program, minors: list[str]) -> dict[str, Program]
     default_v = _client_version(default)
     for m in sorted(set(minors), key=lambda s: tuple(int(x) for x in s.split("."))):
         var = "TALOSCTL_" + m.replace(".", "_")
-        if os.environ.get(var):
-            out[m] = resolve_var(var, default)
-            continue
         need = Version.parse(m + ".0")
+        if os.environ.get(var):
+            p = resolve_var(var, default)
+            v = _client_version(p)
+            if v is None or (v.major, v.minor) < (need.major, need.minor):
+                raise ToolMissing(
+                    f"{var}={os.environ[var]} is {f'talosctl {v}' if v else 'not a talosctl'}, "
+                    f"not a talosctl {m} or newer: point it at one"
+                )
+            out[m] = p
+            continue
         if default_v is not None and (default_v.major, default_v.minor) >= (need.major, need.minor):
             out[m] = default
             continue

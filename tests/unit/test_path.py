@@ -241,3 +241,41 @@ def test_talosconfig_without_client_auth_is_detected(tmp_path: Path) -> None:
     assert not talosconfig_has_client_auth(talosconfig([ExtendedKeyUsageOID.SERVER_AUTH]))
     assert not talosconfig_has_client_auth(talosconfig(None))
     assert talosconfig_has_client_auth(tmp_path / "missing")
+
+
+def _fake_talosctl(path: Path, tag: str) -> Path:
+    path.write_text(f'#!/bin/sh\nprintf "Client:\\nTalos {tag}\\n"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_each_hop_gets_its_talosctl_and_missing_ones_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talosprov.errors import ToolMissing
+    from talosprov.tools.run import resolve
+    from talosprov.workflows.upgrade_path import talosctl_for_hops
+
+    monkeypatch.setenv("TALOSCTL", str(_fake_talosctl(tmp_path / "talosctl", "v1.12.11")))
+    old = _fake_talosctl(tmp_path / "talosctl-1.13", "v1.13.9")
+    default = resolve("talosctl")
+    progs = talosctl_for_hops(default, ["1.8", "1.12"])
+    assert progs == {"1.8": default, "1.12": default}  # a 1.12 talosctl drives older hops too
+    with pytest.raises(ToolMissing) as e:
+        talosctl_for_hops(default, ["1.12", "1.13", "1.14"])
+    assert "no talosctl for the hop(s) into Talos 1.13, 1.14: the default is talosctl v1.12.11" in (
+        str(e.value)
+    )
+    assert "TALOSCTL_1_13=/path/to/talosctl-1.13, TALOSCTL_1_14=" in str(e.value)
+    monkeypatch.setenv("TALOSCTL_1_13", str(old))
+    progs = talosctl_for_hops(default, ["1.12", "1.13"])
+    assert progs["1.13"].prefix == (str(old),)
+    assert progs["1.13"].source == "$TALOSCTL_1_13"
+    monkeypatch.setenv("TALOSCTL_1_14", str(old))
+    with pytest.raises(
+        ToolMissing, match=r"TALOSCTL_1_14=.* is talosctl v1\.13\.9, not a talosctl 1\.14"
+    ):
+        talosctl_for_hops(default, ["1.14"])
+    monkeypatch.setenv("TALOSCTL_1_14", str(tmp_path / "nope"))
+    with pytest.raises(ToolMissing, match="TALOSCTL_1_14=.* is not an executable file"):
+        talosctl_for_hops(default, ["1.14"])

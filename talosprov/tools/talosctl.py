@@ -113,6 +113,25 @@ class Talosctl:
     def version(self, node: str) -> list[str]:
         return ["version", *self._node(node)]
 
+    def _many(self, nodes: list[str], endpoints: list[str]) -> list[str]:
+        # apid proxies to every --nodes target through one endpoint (one process, one TLS
+        # session); a target that fails is an error line, the others still answer
+        # (helpers.AppendErrors, cmd/talosctl/pkg/talos/helpers/error.go @v1.7.0)
+        return [
+            "--talosconfig",
+            str(self.talosconfig),
+            "--nodes",
+            ",".join(nodes),
+            "--endpoints",
+            ",".join(endpoints),
+        ]
+
+    def machinestatus_many(self, nodes: list[str], endpoints: list[str]) -> list[str]:
+        return ["get", "machinestatus", *self._many(nodes, endpoints), "--output", "json"]
+
+    def version_many(self, nodes: list[str], endpoints: list[str]) -> list[str]:
+        return ["version", *self._many(nodes, endpoints)]
+
     def machineconfig(self, node: str) -> list[str]:
         # The id picks the active config: from v1.12 a second MachineConfig, `persistent` (what
         # is stored on disk), is listed first without it (ActiveID/PersistentID in
@@ -244,6 +263,25 @@ def parse_machinestatus(stdout: str) -> MachineStatus:
         f"{u.get('name')}: {u.get('reason')}" for u in status.get("unmetConditions") or []
     )
     return MachineStatus(stage=spec["stage"], ready=bool(status.get("ready")), unmet=unmet)
+
+
+def parse_machinestatus_many(stdout: str) -> dict[str, MachineStatus]:
+    """NODE -> status from a several-node `get machinestatus -o json` (each object names its
+    node); a partial answer (some nodes failed) parses as far as it goes."""
+    out: dict[str, MachineStatus] = {}
+    dec = json.JSONDecoder()
+    text, i = stdout.strip(), 0
+    while i < len(text):
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except ValueError:
+            break  # a cut-off object: what came before stands
+        node = obj.get("node") if isinstance(obj, dict) else None
+        if node:
+            out[str(node)] = parse_machinestatus(json.dumps(obj))
+        while i < len(text) and text[i].isspace():
+            i += 1
+    return out
 
 
 def parse_server_version(stdout: str) -> dict[str, str]:

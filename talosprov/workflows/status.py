@@ -15,7 +15,13 @@ from ..model import Cluster, Node, Repo
 from ..redact import bundle_values, redact_doc
 from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
 from ..tools.run import Program, run
-from ..tools.talosctl import Talosctl, parse_machineconfig, parse_server_version
+from ..tools.talosctl import (
+    MachineStatus,
+    Talosctl,
+    parse_machineconfig,
+    parse_machinestatus_many,
+    parse_server_version,
+)
 from . import certs as certs_wf
 from .runtime import lock_state, parallel, probe
 
@@ -67,6 +73,36 @@ def _bundle_values(repo: Repo, cluster: Cluster) -> dict[str, str] | None:
         return None
 
 
+def _many(
+    prog: Program, tc: Talosctl, cluster: Cluster
+) -> tuple[dict[str, MachineStatus], dict[str, str]]:
+    """(machine status, Talos tag) of every node that answers through a control plane."""
+    ips = [n.ip for n in cluster.nodes]
+    eps = [n.ip for n in cluster.controlplanes]
+    if len(ips) < 2 or not eps:
+        return {}, {}
+    try:
+        # exit 1 when some node fails: the others' answers are still on stdout
+        r = run(prog, tc.machinestatus_many(ips, eps), timeout=60, ok_codes=(0, 1))
+        known = {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
+        if not known:
+            return {}, {}
+        v = run(prog, tc.version_many(list(known), eps), timeout=60, ok_codes=(0, 1))
+    except CommandFailed as e:  # no control plane answers: every node is probed on its own
+        log.debug("several-node query failed: %s", e)
+        return {}, {}
+    return known, parse_server_version(v.stdout)
+
+
+def _version(prog: Program, tc: Talosctl, ip: str) -> str:
+    try:
+        return parse_server_version(run(prog, tc.version(ip), timeout=20, node=ip).stdout).get(
+            ip, "-"
+        )
+    except CommandFailed:
+        return "?"
+
+
 def status(
     repo: Repo, cluster: Cluster, prog: Program, kubectl: Program | None, workers: int = 10
 ) -> list[NodeStatus]:
@@ -76,20 +112,22 @@ def status(
     if lock_note:
         log.warning("%s: %s", cluster.name, lock_note)
 
+    # Round trips: one machinestatus and one version call for all configured nodes through the
+    # control planes; only the nodes missing from that answer are probed one by one.
+    known, tags = _many(prog, tc, cluster)
+
     def one(node: Node) -> tuple[Node, str, str, str]:
-        p = probe(prog, tc, node.ip)
-        stage = p.status.stage if p.status else p.mode
+        if node.ip in known:
+            mode, stage = "configured", known[node.ip].stage
+        else:
+            p = probe(prog, tc, node.ip)
+            mode, stage = p.mode, p.status.stage if p.status else p.mode
         talos, sync = "-", "-"
-        if p.mode == "configured":
-            try:
-                talos = parse_server_version(
-                    run(prog, tc.version(node.ip), timeout=20, node=node.ip).stdout
-                ).get(node.ip, "-")
-            except CommandFailed:
-                talos = "?"
+        if mode == "configured":
+            talos = tags.get(node.ip) or _version(prog, tc, node.ip)
             if values is not None:
                 sync = "yes" if node_diff(repo, cluster, prog, tc, node, values) == "" else "no"
-        elif p.mode == "maintenance":
+        elif mode == "maintenance":
             sync = "no"
         return node, stage, talos, sync
 

@@ -108,3 +108,34 @@ def test_talosctl_version_is_asked_once_per_executable(repo: FleetRepo) -> None:
         )
     )
     assert [c for c in _calls(log) if c.startswith("version")] == ["version --client --short"]
+
+
+def test_status_asks_all_nodes_at_once_and_probes_only_the_silent_ones(
+    installed: FleetRepo,
+) -> None:
+    env, log = _counting_talosctl(installed)
+    rows = json.loads(_json(_ok(installed.invoke("status", "-c", "demo", "--json", extra_env=env))))
+    calls = _calls(log)
+    nodes = len(rows)
+    assert nodes == 5
+    assert {(r["stage"], r["talos"], r["in_sync"]) for r in rows} == {("running", "v1.7.0", "yes")}
+    # one machinestatus and one version for all nodes, then each node's live config for the diff
+    assert len(calls) == nodes + 2, calls
+    assert sum(c.startswith("get machinestatus") for c in calls) == 1
+    assert sum(c.startswith("version") for c in calls) == 1
+
+    # a node that does not answer through the control planes is probed on its own
+    installed.fault("--node", "127.0.10.5", "--kind", "unreachable")
+    rows = json.loads(
+        _json(installed.invoke("status", "-c", "demo", "--json", extra_env=env).stdout)
+    )
+    calls = _calls(log)
+    by_ip = {r["ip"]: r for r in rows}
+    assert by_ip["127.0.10.5"]["stage"] == "unreachable"
+    assert by_ip["127.0.10.4"]["stage"] == "running"
+    probes = [c for c in calls if c.startswith("get machinestatus") and "127.0.10.5 " in c + " "]
+    assert len(probes) >= 2, calls  # the joint query, then its own probe
+
+
+def _json(text: str) -> str:
+    return text[text.index("[") : text.rindex("]") + 1]

@@ -429,6 +429,27 @@ class _FieldProblem(ValueError):
         self.msg = msg
 
 
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """`; did you mean talos_version?` for a misspelled field: the closest field name of the
+    model the field sits in, or nothing."""
+    import difflib
+    import typing
+
+    model: Any = Cluster
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        args = typing.get_args(ann)
+        inner = [ann, *args, *(a for t in args for a in typing.get_args(t))]
+        model = next((t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if model is None:
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -473,7 +494,8 @@ def parse_cluster(text: str, source: str) -> Cluster:
                 if err["type"] == "missing":
                     msg = "missing (required)"
                 elif err["type"] == "extra_forbidden":
-                    msg = "unknown field (see schemas/cluster.schema.json for the allowed ones)"
+                    allowed = " (see schemas/cluster.schema.json for the allowed ones)"
+                    msg = "unknown field" + _did_you_mean(loc) + allowed
             pos = position(tree, loc)
             where = f"{source}:{pos[0]}" if pos else source
             problems.append(f"{where}: {_fmt_loc(loc)}: {msg}")

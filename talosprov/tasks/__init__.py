@@ -1,12 +1,8 @@
-"""Invoke tasks: parse flags, call the package, turn talosprov errors into invoke.Exit."""
+"""Invoke tasks: parse flags, call the package, turn talosprov errors into invoke.Exit.
 
-from invoke import Collection
+`ns` stands in for the real collection (tasks/real.py) until a task runs: see tasks/lazy.py.
+"""
 
-from . import checks, cluster, config, day2, emulator, plan, upgrades
-from .common import with_flag_policy
+from .lazy import collection
 
-ns = Collection()
-for module in (config, cluster, upgrades, day2, emulator, plan, checks):
-    for t in module.TASKS:
-        ns.add_task(with_flag_policy(t))  # one meaning per short flag across all tasks
-ns.add_collection(day2.node)  # invoke node.add / node.remove
+ns = collection()

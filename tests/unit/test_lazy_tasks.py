@@ -1,0 +1,79 @@
+"""`invoke --list`/`--help` from the task manifest (talosprov/tasks/lazy.py): the stand-ins show
+and parse exactly what the real tasks do, and running one runs the real task."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection
+
+from talosprov.tasks import lazy
+from tests.conftest import ROOT
+
+
+def _view(c: Collection, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, task in c.tasks.items():
+        t = copy.copy(task)
+        t.help = dict(task.help)  # get_arguments consumes it
+        args = [
+            (
+                a.names,
+                a.kind,
+                a.default,
+                a.help,
+                a.positional,
+                a.optional,
+                a.incrementable,
+                a.attr_name,
+            )
+            for a in t.get_arguments()
+        ]
+        pre = [p if isinstance(p, str) else p.name for p in t.pre]
+        out[prefix + name] = (t.__doc__, tuple(t.aliases), t.is_default, args, pre)
+    for name, sub in c.collections.items():
+        out.update(_view(sub, f"{prefix}{name}."))
+    return out
+
+
+def test_stand_ins_match_the_real_tasks() -> None:
+    real = lazy.real_collection()
+    stand_ins = lazy._build(lazy._describe(real))
+    assert all(isinstance(t, lazy.StandIn) for t in stand_ins.tasks.values())
+    assert _view(stand_ins) == _view(real)
+    assert "node.add" in _view(stand_ins)
+
+
+def _invoke(cwd: Path, *args: str, eager: bool) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALOS")}
+    env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "120", "HOME": str(cwd)})
+    if eager:
+        env["TALOSPROV_EAGER_TASKS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_list_help_and_a_run_are_the_same_through_the_manifest(fleet_repo: Path) -> None:
+    _invoke(fleet_repo, "--list", eager=False)  # writes the manifest when it is missing
+    for args in (["--list"], ["--help", "generate"], ["--help", "node.add"]):
+        eager, lazy_ = (_invoke(fleet_repo, *args, eager=e) for e in (True, False))
+        assert eager.returncode == 0, eager.stderr
+        assert (lazy_.returncode, lazy_.stdout) == (0, eager.stdout)
+    # a stand-in runs the real task: its checks, its errors, its exit codes
+    r = _invoke(fleet_repo, "schema", "--check", eager=False)
+    assert r.returncode == 0, r.stderr
+    r = _invoke(fleet_repo, "render", "--check", "-c", "nope", eager=False)
+    assert r.returncode == 1
+    assert "unknown cluster 'nope'" in r.stderr

@@ -161,6 +161,10 @@ def generate(
     rendered = render.render(repo, cluster)
     ins = inputs_wf.input_digests(repo, cluster, inputs_wf.talosctl_version(repo, prog))
     if not full and inputs_wf.unchanged(repo, cluster, ins):
+        if not throwaway:
+            # nothing to build, but the bundle must still open (in-process, no talosctl): an
+            # operator without a key learns it now, not in the middle of the next change
+            secrets.decrypt(repo, cluster)
         n = len(inputs_wf.output_digests(repo, cluster))
         log.info("%s: inputs and generated/ unchanged since the last generate", cluster.name)
         return GenerateResult(cluster, [], [], n, rendered.written)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,11 +198,14 @@ class Installer:
 
         return dict(parallel(one, configured, self.opts.parallel))
 
-    def wait_reachable(self) -> dict[str, Probe]:
-        """Wait until every node is in maintenance mode or runs this cluster's config."""
+    def wait_reachable(self, stop: threading.Event | None = None) -> dict[str, Probe]:
+        """Wait until every node is in maintenance mode or runs this cluster's config (or
+        until `stop` is set: the configs could not be built, nothing will be applied)."""
         probes: dict[str, Probe] = {}
 
         def check(ip: str) -> tuple[bool, str]:
+            if stop is not None and stop.is_set():
+                raise WorkflowError("stopped waiting for the nodes: the install failed")
             p = probe(self.prog, self.tc, ip)
             probes[ip] = p
             return p.mode in ("maintenance", "configured", "foreign"), p.describe()
@@ -369,19 +374,28 @@ class Installer:
             progress.phase("Secrets and generated configs")
             secrets_wf.ensure(self.repo, c, self.prog)
             render.render(self.repo, c)
-            with gen_wf.build(self.repo, c, self.prog, parallel=self.opts.parallel) as build:
-                write_folder(self.repo.generated_dir(c), build.redacted)
-                localconfig.write_talosconfig(self.repo, c, build.talosconfig)
-                observed = self.wait_reachable()
-                p = plan(c, observed, self.live_types(observed), kc_present)
-                if not p.noop:  # a no-op run leaves the operator's current context alone
-                    localconfig.merge_operator_talosconfig(self.repo, c)
-                progress.phase("Plan")
-                for line in p.describe():
-                    log.info("%s", line)
-                outcome = Outcome(p, self.commands)
-                for step in p.steps:
-                    self._execute(step, build)
+            # generate while the nodes are still coming up (issue #16): the wait runs beside
+            # the build, so the first apply starts as soon as both are done
+            stop = threading.Event()
+            waiter = ThreadPoolExecutor(max_workers=1)
+            reachable = waiter.submit(self.wait_reachable, stop)
+            try:
+                with gen_wf.build(self.repo, c, self.prog, parallel=self.opts.parallel) as build:
+                    write_folder(self.repo.generated_dir(c), build.redacted)
+                    localconfig.write_talosconfig(self.repo, c, build.talosconfig)
+                    observed = reachable.result()
+                    p = plan(c, observed, self.live_types(observed), kc_present)
+                    if not p.noop:  # a no-op run leaves the operator's current context alone
+                        localconfig.merge_operator_talosconfig(self.repo, c)
+                    progress.phase("Plan")
+                    for line in p.describe():
+                        log.info("%s", line)
+                    outcome = Outcome(p, self.commands)
+                    for step in p.steps:
+                        self._execute(step, build)
+            finally:
+                stop.set()  # a failed build ends the wait at its next poll
+                waiter.shutdown(wait=True)
             progress.phase("Record")
             existing = (
                 gitrepo.ref(self.repo.root, secrets_wf.applied_ref(c))

@@ -145,7 +145,8 @@ def test_sigkill_during_generate_leaves_nothing_after_the_next_task(
     )
     slow.chmod(0o755)
     tmp = tmp_path / "tmp"
-    proc = _start(repo, tmp, "generate", "--cluster", "demo", env={"TALOSCTL": str(slow)})
+    # --full: the committed generated/ is current, so without it nothing would be built
+    proc = _start(repo, tmp, "generate", "--full", "--cluster", "demo", env={"TALOSCTL": str(slow)})
     _wait_for(lambda: mark.exists() and mark.read_text().strip() != "", "gen config to start")
     proc.kill()
     proc.communicate(timeout=30)

@@ -139,3 +139,18 @@ def test_status_asks_all_nodes_at_once_and_probes_only_the_silent_ones(
 
 def _json(text: str) -> str:
     return text[text.index("[") : text.rindex("]") + 1]
+
+
+def test_install_builds_while_waiting_and_a_failed_build_ends_the_wait(repo: FleetRepo) -> None:
+    # nodes that never answer: before issue #16 the install built first, then waited; now the
+    # wait runs beside the build, so a build error must stop it instead of a 900 s timeout
+    repo.fleet("127.0.10.1-5", "127.0.10.1-3")
+    repo.fault("--node", "*", "--kind", "unreachable")
+    (repo.root / "extra").mkdir()
+    (repo.root / "extra" / "bad.yaml").write_text("machine:\n  nonsense: 1\n")
+    cf = repo.root / "clusters" / "demo.yaml"
+    cf.write_text(cf.read_text().replace("\nnodes:", "\npatches: [extra/bad.yaml]\nnodes:", 1))
+    r = repo.invoke("install", "--cluster", "demo", timeout=120)
+    assert r.returncode == 1
+    assert "unknown keys found during decoding" in r.stderr
+    assert "timed out" not in r.stderr

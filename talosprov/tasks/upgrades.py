@@ -92,6 +92,8 @@ def upgrade(
         dirty = path_wf.uncommitted(r, cl)
         if dirty:
             console.print(f"[yellow]warning: {dirty}[/]")
+        for ip in only or []:  # one node moves without Kubernetes hops: each must fit
+            path_wf.check_node_hops(r, cl, talosctl_for(r, cl), kubectl, ip, version)
         outcome = up_wf.upgrade(
             r, cl, talosctl_for(r, cl), kubectl, opts, target=version, only=only
         )

@@ -81,4 +81,3 @@ def guard(
         + "\nkeep (or rename back) the manifest, or hand the objects over first (docs "
         "kubernetes-guides upgrading-kubernetes) and pass --allow-manifest-removal"
     )
-

@@ -518,3 +518,34 @@ def _cluster_file(repo: Repo, cluster: Cluster) -> str | None:
         if alias == cluster.name or repo.load(alias).name == cluster.name:
             return repo.rel(p)
     return None
+
+
+def check_node_hops(
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    kubectl: Program | None,
+    ip: str,
+    target: str | None,
+) -> None:
+    """`upgrade --node` moves one node without Kubernetes hops: refuse a hop whose Talos does
+    not support the cluster's Kubernetes (`invoke upgrade --cluster` interleaves them)."""
+    from ..errors import TalosProvError
+    from ..versions import check_kubernetes_supported
+    from ..versions import upgrade_path as talos_hops
+
+    k8s = observe_kubernetes(repo, cluster, kubectl)
+    if k8s is None:
+        return
+    want = Version.parse(target) if target else cluster.talos
+    seen = up_wf.Upgrader(repo, cluster, prog, kubectl, up_wf.Options()).observe([ip])[ip]
+    if seen.version is None or Version.parse(seen.version) >= want:
+        return
+    for hop in talos_hops(Version.parse(seen.version), want):
+        why = check_kubernetes_supported(hop, k8s)
+        if why:
+            raise TalosProvError(
+                f"refusing to upgrade {ip} to {hop}: {why} and the cluster runs Kubernetes "
+                f"{k8s.plain()}; `invoke upgrade --cluster {cluster.name}` moves Kubernetes "
+                "between the Talos hops"
+            )

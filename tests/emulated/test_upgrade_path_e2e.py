@@ -223,3 +223,12 @@ def test_node_by_hostname_wrong_cluster_and_uncommitted_cluster_file(v3: FleetRe
     assert "warning: upgrading talos-cloudkoffer-v3 from uncommitted changes" in out
     assert "clusters/v3.yaml" in out
     assert _versions(v3)["192.168.1.4"] == "v1.8.4"
+    # one node alone gets no Kubernetes hops: a hop past what Kubernetes 1.30 allows is refused
+    n = len(v3.calls())
+    r = v3.invoke("upgrade", "--node", "ck3-worker-5", "--version", "v1.13.9", extra_env=ENV)
+    assert r.returncode == 1
+    assert (
+        "refusing to upgrade 192.168.1.5 to v1.13.9: Kubernetes 1.30.0 is not supported by "
+        "Talos v1.13.9 (supported: 1.31 to 1.36)" in r.stderr
+    )
+    assert _calls(v3, "upgrade", n) == []

@@ -132,6 +132,10 @@ class Talosctl:
     def version_many(self, nodes: list[str], endpoints: list[str]) -> list[str]:
         return ["version", *self._many(nodes, endpoints)]
 
+    def machineconfig_many(self, nodes: list[str], endpoints: list[str]) -> list[str]:
+        # the active config by id, as machineconfig() asks for it
+        return ["get", "machineconfig", "v1alpha1", *self._many(nodes, endpoints), "-o", "yaml"]
+
     def machineconfig(self, node: str) -> list[str]:
         # The id picks the active config: from v1.12 a second MachineConfig, `persistent` (what
         # is stored on disk), is listed first without it (ActiveID/PersistentID in
@@ -321,6 +325,19 @@ def parse_machineconfig(stdout: str) -> dict[str, Any]:
     if isinstance(spec, str):
         spec = next(d for d in yaml.safe_load_all(spec) if isinstance(d, dict) and "machine" in d)
     return dict(spec)
+
+
+def parse_machineconfig_many(stdout: str) -> dict[str, dict[str, Any]]:
+    """NODE -> v1alpha1 document from a several-node `get machineconfig -o yaml` (each resource
+    names its node; see parse_machineconfig)."""
+    by_node: dict[str, list[Any]] = {}
+    for d in yaml.safe_load_all(stdout):
+        if isinstance(d, dict) and d.get("node"):
+            by_node.setdefault(str(d["node"]), []).append(d)
+    return {
+        node: parse_machineconfig(yaml.safe_dump_all(docs, sort_keys=False))
+        for node, docs in by_node.items()
+    }
 
 
 def parse_etcd_members(stdout: str) -> list[dict[str, str]]:

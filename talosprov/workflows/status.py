@@ -19,6 +19,7 @@ from ..tools.talosctl import (
     MachineStatus,
     Talosctl,
     parse_machineconfig,
+    parse_machineconfig_many,
     parse_machinestatus_many,
     parse_server_version,
 )
@@ -43,9 +44,12 @@ class NodeStatus:
         return asdict(self)
 
 
-def _redacted_live(prog: Program, tc: Talosctl, ip: str, values: dict[str, str]) -> str:
-    doc = parse_machineconfig(run(prog, tc.machineconfig(ip), timeout=30, node=ip).stdout)
-    return redact_doc(doc, values)
+def _redacted_live(
+    prog: Program, tc: Talosctl, ip: str, values: dict[str, str], live: dict[str, Any] | None = None
+) -> str:
+    if live is None:
+        live = parse_machineconfig(run(prog, tc.machineconfig(ip), timeout=30, node=ip).stdout)
+    return redact_doc(live, values)
 
 
 def _normal(text: str) -> Any:
@@ -73,25 +77,35 @@ def _bundle_values(repo: Repo, cluster: Cluster) -> dict[str, str] | None:
         return None
 
 
-def _many(
-    prog: Program, tc: Talosctl, cluster: Cluster
-) -> tuple[dict[str, MachineStatus], dict[str, str]]:
-    """(machine status, Talos tag) of every node that answers through a control plane."""
+Many = tuple[dict[str, MachineStatus], dict[str, str], dict[str, dict[str, Any]]]
+
+
+def _many(prog: Program, tc: Talosctl, cluster: Cluster, *, configs: bool) -> Many:
+    """(machine status, Talos tag, live config when `configs`) of every node that answers
+    through a control plane: three talosctl calls whatever the number of nodes."""
     ips = [n.ip for n in cluster.nodes]
     eps = [n.ip for n in cluster.controlplanes]
     if len(ips) < 2 or not eps:
-        return {}, {}
+        return {}, {}, {}
     try:
         # exit 1 when some node fails: the others' answers are still on stdout
         r = run(prog, tc.machinestatus_many(ips, eps), timeout=60, ok_codes=(0, 1))
         known = {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
         if not known:
-            return {}, {}
-        v = run(prog, tc.version_many(list(known), eps), timeout=60, ok_codes=(0, 1))
+            return {}, {}, {}
+        asks = [tc.version_many(list(known), eps)]
+        if configs:
+            asks.append(tc.machineconfig_many(list(known), eps))
+        outs = parallel(lambda a: run(prog, a, timeout=120, ok_codes=(0, 1)).stdout, asks, 2)
     except CommandFailed as e:  # no control plane answers: every node is probed on its own
         log.debug("several-node query failed: %s", e)
-        return {}, {}
-    return known, parse_server_version(v.stdout)
+        return {}, {}, {}
+    try:
+        live = parse_machineconfig_many(outs[1]) if configs else {}
+    except (ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        log.debug("several-node machineconfig not parsed: %s", e)
+        live = {}  # each node's config is then asked for on its own
+    return known, parse_server_version(outs[0]), live
 
 
 def _version(prog: Program, tc: Talosctl, ip: str) -> str:
@@ -114,7 +128,7 @@ def status(
 
     # Round trips: one machinestatus and one version call for all configured nodes through the
     # control planes; only the nodes missing from that answer are probed one by one.
-    known, tags = _many(prog, tc, cluster)
+    known, tags, live = _many(prog, tc, cluster, configs=values is not None)
 
     def one(node: Node) -> tuple[Node, str, str, str]:
         if node.ip in known:
@@ -126,7 +140,8 @@ def status(
         if mode == "configured":
             talos = tags.get(node.ip) or _version(prog, tc, node.ip)
             if values is not None:
-                sync = "yes" if node_diff(repo, cluster, prog, tc, node, values) == "" else "no"
+                d = node_diff(repo, cluster, prog, tc, node, values, live.get(node.ip))
+                sync = "yes" if d == "" else "no"
         elif mode == "maintenance":
             sync = "no"
         return node, stage, talos, sync
@@ -171,13 +186,19 @@ def verdict(rows: list[NodeStatus]) -> tuple[int, str] | None:
 
 
 def node_diff(
-    repo: Repo, cluster: Cluster, prog: Program, tc: Talosctl, node: Node, values: dict[str, str]
+    repo: Repo,
+    cluster: Cluster,
+    prog: Program,
+    tc: Talosctl,
+    node: Node,
+    values: dict[str, str],
+    live: dict[str, Any] | None = None,
 ) -> str:
     """What differs between generated/<cluster>/nodes/<host>.yaml and the node's live config,
     compared as parsed documents (quoting and layout are not changes): `path: old → new`."""
     gen_path = repo.generated_dir(cluster) / "nodes" / f"{node.hostname}.yaml"
     want = gen_path.read_text() if gen_path.exists() else ""
-    lines = docdiff.render(want, _redacted_live(prog, tc, node.ip, values))
+    lines = docdiff.render(want, _redacted_live(prog, tc, node.ip, values, live))
     if not lines:
         return ""
     head = f"{node.ip}: generated/{cluster.name}/nodes/{node.hostname}.yaml → live config"

@@ -119,10 +119,19 @@ def test_status_asks_all_nodes_at_once_and_probes_only_the_silent_ones(
     nodes = len(rows)
     assert nodes == 5
     assert {(r["stage"], r["talos"], r["in_sync"]) for r in rows} == {("running", "v1.7.0", "yes")}
-    # one machinestatus and one version for all nodes, then each node's live config for the diff
-    assert len(calls) == nodes + 2, calls
+    # one machinestatus, one version and one machineconfig call for all nodes together
+    assert len(calls) == 3, calls
     assert sum(c.startswith("get machinestatus") for c in calls) == 1
     assert sum(c.startswith("version") for c in calls) == 1
+    assert sum(c.startswith("get machineconfig") for c in calls) == 1
+
+    # each node's sync comes from its own document of the joint answer
+    host = rows[3]["hostname"]
+    gen = installed.root / "generated" / "talos-demo" / "nodes" / f"{host}.yaml"
+    gen.write_text(gen.read_text().replace(f"hostname: {host}", "hostname: drifted"))
+    rows = json.loads(_json(_ok(installed.invoke("status", "-c", "demo", "--json", extra_env=env))))
+    assert {r["hostname"]: r["in_sync"] for r in rows if r["in_sync"] == "no"} == {host: "no"}
+    assert len(_calls(log)) == 3
 
     # a node that does not answer through the control planes is probed on its own
     installed.fault("--node", "127.0.10.5", "--kind", "unreachable")

@@ -123,11 +123,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="10,50,100")
     ap.add_argument("--scale", type=float, default=30.0, help="divide real stage times by this")
     ap.add_argument("--max-unavailable", type=int, default=10)
+    ap.add_argument("--out", default="scale.json", help="STRING file name under bench/reports/")
     a = ap.parse_args()
     results = [run(int(n), a.scale, a.max_unavailable) for n in a.sizes.split(",")]
     REPORTS.mkdir(parents=True, exist_ok=True)
     out = {"machine_cores": os.cpu_count(), "scale": a.scale, "runs": results}
-    (REPORTS / "scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    (REPORTS / a.out).write_text(json.dumps(out, indent=2) + "\n")
     print(
         f"{'nodes':>5} {'task':<8} {'seconds':>8} {'crit.path':>9} {'×cp':>5} "
         f"{'ovh/node':>8} {'talosctl':>8} {'s/call':>6} {'kubectl':>7}"

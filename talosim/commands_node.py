@@ -1152,16 +1152,16 @@ def _image_version(image: str) -> str:
         ),
         Flag("preserve", "bool", short="p", help="preserve data"),
         Flag("stage", "bool", short="s", help="stage the upgrade to perform it after a reboot"),
-        Flag(
-            "force",
-            "bool",
-            short="f",
         # talosctl >= 1.13 (cmd/talosctl/cmd/talos/upgrade.go @v1.13.9: BoolVar "legacy")
         *(
             [Flag("legacy", "bool", help="force use of legacy upgrade method")]
             if releases.since("lifecycle_upgrade", TALOSCTL_VERSION)
             else []
         ),
+        Flag(
+            "force",
+            "bool",
+            short="f",
             help="force the upgrade (skip checks on etcd health and members, might lead to data loss)",
         ),
         Flag(
@@ -1181,16 +1181,16 @@ def upgrade(ctx: Ctx) -> None:
     if ctx["insecure"]:
         raise Fail("emulator: unsupported flag --insecure for talosctl upgrade")
     _warn_deprecated_upgrade_flags(ctx)
-    conn = Conn(ctx, False)
-    state = ctx.state
-    acks: list[tuple[str, str]] = []
-    boot_ids: dict[str, str] = {}
     if ctx.flags.values.get("legacy"):
         # upgrade.go @v1.13.9 cli.Warning (pkg/cli/output.go prefixes "WARNING: ")
         ctx.err(
             "WARNING: Forcing use of legacy upgrade method. This flag is deprecated and will be "
             "removed in Talos 1.18.\n"
         )
+    conn = Conn(ctx, False)
+    state = ctx.state
+    acks: list[tuple[str, str]] = []
+    boot_ids: dict[str, str] = {}
 
     def one(node: dict[str, Any]) -> None:
         version = _image_version(ctx["image"])

@@ -280,7 +280,9 @@ def pod_objects(state: State, cluster: dict[str, Any]) -> list[dict[str, Any]]:
             pods[-1]["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "emulated"}
     # a Cilium DaemonSet's agent pods, one per node, when the CNI is none and the control planes'
     # inline manifests install Cilium (the Job of the Talos Cilium guide deploys the DaemonSet)
-    cp_cfg = next((n["config"]["cluster"] for n in nodes if N.is_controlplane(n)), {})
+    cp_cfg: dict[str, Any] = next(
+        (n["config"]["cluster"] for n in nodes if N.is_controlplane(n)), {}
+    )
     manifests = [str(m.get("name", "")) for m in cp_cfg.get("inlineManifests") or []]
     if ((cp_cfg.get("network") or {}).get("cni") or {}).get("name") == "none" and any(
         "cilium" in m for m in manifests

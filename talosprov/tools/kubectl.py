@@ -30,7 +30,6 @@ class Kubectl:
             "20s",
         ]
 
-
     def cordon(self, name: str) -> list[str]:
         return [*self._base(), "cordon", name, "--request-timeout", "20s"]
 

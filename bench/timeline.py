@@ -30,6 +30,11 @@ def node_spans(
     for f in sorted((state / "nodes").glob("*.json")):
         node = json.loads(f.read_text())
         stages = [(e["t"], e["stage"]) for e in node.get("events", []) if "stage" in e]
+        # Readers advance a node in memory only: transitions that fell due after the last locked
+        # write are still on its timeline, so take them from there (talosim/nodes.py `advance`).
+        for step in node.get("timeline", []):
+            if step["at"] <= until and (not stages or stages[-1][1] != step["stage"]):
+                stages.append((step["at"], step["stage"]))
         rows: list[tuple[str, float, float]] = []
         for i, (t, stage) in enumerate(stages):
             end = stages[i + 1][0] if i + 1 < len(stages) else until

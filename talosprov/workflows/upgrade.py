@@ -436,13 +436,7 @@ def upgrade(
         up.journal.write("upgrade", "start", None, target=p.target)
         up.run_plan(p)
         progress.phase("Observe again")
-        again = up.observe(ips)
-        behind = [ip for ip, o in again.items() if o.version != p.target]
-        if behind:
-            raise WorkflowError(
-                f"after the upgrade these nodes are not at {p.target}: "
-                + ", ".join(f"{ip} ({again[ip].version})" for ip in behind)
-            )
+        require_at_target(up.observe(ips), p.target, "the upgrade")
         up.journal.write("upgrade", "ok", None, target=p.target)
     return outcome
 
@@ -567,3 +561,13 @@ def _control_plane_pods_ready(kubectl: Program, kc: Kubectl) -> bool:
         if k.startswith(("kube-apiserver-", "kube-controller-manager-", "kube-scheduler-"))
     }
     return bool(cp) and all(cp.values())
+
+
+def require_at_target(observed: dict[str, Observed], target: str, after: str) -> None:
+    """The observe-again check: every node reports the target (catches an A/B rollback)."""
+    behind = [ip for ip, o in observed.items() if o.version != target]
+    if behind:
+        raise WorkflowError(
+            f"after {after} these nodes are not at {target}: "
+            + ", ".join(f"{ip} ({observed[ip].version})" for ip in behind)
+        )

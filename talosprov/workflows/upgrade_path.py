@@ -379,13 +379,7 @@ def upgrade_path(
                 up.talosctl_version = v.v() if v else None
             up.run_plan(hop_plan(cluster, h, opts.max_unavailable))
         progress.phase("Observe again")
-        again = probe_up.observe(ips)
-        behind = [ip for ip, o in again.items() if o.version != p.target]
-        if behind:
-            raise WorkflowError(
-                f"after the path these nodes are not at {p.target}: "
-                + ", ".join(f"{ip} ({again[ip].version})" for ip in behind)
-            )
+        up_wf.require_at_target(probe_up.observe(ips), p.target, "the path")
         journal.write("path", "ok", None, target=p.target, kubernetes=p.kubernetes_target)
     return outcome
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from .zygote import launch
 
-sys.exit(main(sys.argv[1:]))
+sys.exit(launch(sys.argv[1:]))

@@ -1,0 +1,228 @@
+"""talosim's fork server (talosim/zygote.py): a call it serves must be indistinguishable from the
+same call run in a fresh process — output, exit code, files, umask, signals — and it must never
+serve code older than the source."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from talosim import zygote
+from tests.sim import TALOSCTL, Sim
+
+# (case id, argv, files the call writes relative to its cwd, extra environment, zygote mode)
+REQUIRE = "require"  # the call must be served by a zygote
+CASES = [
+    ("client-version", ["version", "--client"], [], {}, REQUIRE),
+    ("unknown-command", ["bogus"], [], {}, REQUIRE),
+    ("unknown-flag", ["version", "--bogus"], [], {}, REQUIRE),
+    ("help", ["apply-config", "--help"], [], {}, REQUIRE),
+    ("gen-secrets-in-cwd", ["gen", "secrets", "-o", "s.yaml"], ["s.yaml"], {}, REQUIRE),
+    ("talosconfig-from-env", ["version", "-n", "127.0.10.1"], [], {"TALOSCONFIG": "no"}, REQUIRE),
+    # talosim cannot even be imported for a release it does not play, so no zygote can serve
+    # this one: the default mode must still give the fresh process's error
+    ("bad-talosim-version", ["version", "--client"], [], {"TALOSIM_VERSION": "v1.6.7"}, "1"),
+]
+
+
+def _run(sim: Sim, cwd: Path, argv: list[str], mode: str, env: dict[str, str]) -> Any:
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-S", TALOSCTL, *argv],
+        cwd=cwd,
+        env={**sim.env, **env, "TALOSIM_ZYGOTE": mode},
+        capture_output=True,
+        text=True,
+        umask=0o027,
+        timeout=60,
+        check=False,
+    )
+
+
+def _zygote_pid(address: bytes) -> int:
+    """The process listening on the zygote's abstract socket (from /proc/net/unix)."""
+    name = "@" + address[1:].decode()
+    inodes = {
+        line.split()[6]
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+        if line.split()[-1] == name and int(line.split()[3], 16) & 0x10000  # __SO_ACCEPTCON
+    }
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+            except OSError:
+                continue
+            if any(f"socket:[{inode}]" in links for inode in inodes):
+                return int(entry.name)
+    raise AssertionError(f"no zygote listens on {name}")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+@pytest.mark.parametrize(
+    ("argv", "files", "env", "mode"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_served_call_is_the_same_as_the_call_in_a_fresh_process(
+    sim: Sim, argv: list[str], files: list[str], env: dict[str, str], mode: str
+) -> None:
+    here = _run(sim, sim.base / "here", argv, "0", env)
+    served = _run(sim, sim.base / "served", argv, mode, env)
+    assert (served.returncode, served.stdout, served.stderr) == (
+        here.returncode,
+        here.stdout,
+        here.stderr,
+    )
+    for rel in files:
+        a, b = sim.base / "here" / rel, sim.base / "served" / rel
+        # same place (the caller's cwd), same mode (the caller's umask, 0o027 here)
+        assert stat.S_IMODE(b.stat().st_mode) == stat.S_IMODE(a.stat().st_mode)
+        assert b.read_text().splitlines()[0] == a.read_text().splitlines()[0]
+
+
+def _hung_version(cluster: Sim, mode: str) -> subprocess.Popen[str]:
+    """A `version` call held by a hang fault on a frozen clock, until it is interrupted."""
+    cluster.ok_inproc("fleet", "clock", "--freeze")
+    cluster.ok_inproc(
+        "fault", "add", "--node", "127.0.10.2", "--kind", "hang", "--seconds", "60",
+        "--command", "version", "--times", "1",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-S", TALOSCTL, *cluster.tc("version", "-n", "127.0.10.2")],
+        cwd=cluster.cwd,
+        env={**cluster.env, "TALOSIM_ZYGOTE": mode},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # the call is in its hang once the fault is used up
+    while json.loads(cluster.ok_inproc("fault", "list").stdout)[0]["times"] != 0:
+        assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_caller_reaches_the_command_as_it_would_a_fresh_process(
+    cluster: Sim, signame: str
+) -> None:
+    codes = []
+    for mode in ("0", "require"):
+        proc = _hung_version(cluster, mode)
+        proc.send_signal(getattr(signal, signame))
+        proc.communicate(timeout=30)
+        codes.append(proc.returncode)
+        cluster.ok_inproc("fault", "clear")
+    # SIGINT: KeyboardInterrupt, exit 130; SIGTERM: killed by the signal (-15)
+    assert codes[0] == codes[1] == (130 if signame == "SIGINT" else -signal.SIGTERM)
+
+
+def test_killing_the_caller_kills_the_command(cluster: Sim) -> None:
+    proc = _hung_version(cluster, "require")
+    pid = _zygote_pid(zygote.address(cluster.env))
+    assert _descendants(pid), "the hung call runs under the zygote"
+    proc.kill()
+    proc.wait(timeout=30)
+    # no clock advance: only the kill can end the hung worker
+    deadline = time.monotonic() + 30
+    while _descendants(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _descendants(pid) == []
+
+
+def test_a_changed_source_is_never_served_stale(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    shutil.copytree(
+        Path(zygote.__file__).parent, pkg / "talosim", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    launcher = pkg / "talosim" / "bin" / "talosctl"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TALOS")},
+        "HOME": str(tmp_path),
+        "TALOSIM_STATE": str(tmp_path / "state"),
+        "TALOSIM_ZYGOTE": "require",
+        "PYTHONPATH": str(pkg),
+    }
+
+    def version() -> str:
+        r = subprocess.run(
+            [sys.executable, "-S", str(launcher), "version", "--client"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return r.stdout
+
+    try:
+        assert "SHA:         70fb41ff" in version()
+        data = pkg / "talosim" / "data" / "releases.yaml"
+        data.write_text(data.read_text().replace('sha: "70fb41ff"', 'sha: "0dd5ca1e"'))
+        assert "SHA:         0dd5ca1e" in version()
+    finally:
+        # the copy's zygote, as the copy itself computes its address
+        probe = "import talosim.zygote as z; print(z.address().hex())"
+        hexed = subprocess.run(
+            [sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        os.kill(_zygote_pid(bytes.fromhex(hexed)), signal.SIGTERM)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_another_user_cannot_use_the_zygote(sim: Sim) -> None:
+    assert _run(sim, sim.cwd, ["version", "--client"], "require", {}).returncode == 0
+    address = zygote.address(sim.env)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another user's process knocking at the zygote
+        code = 1
+        try:
+            os.close(reader)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(address)
+            os.write(writer, repr(s.recv(1)).encode())
+            code = 0
+        except BaseException as e:
+            os.write(writer, repr(e).encode())
+        finally:
+            os._exit(code)
+    os.close(writer)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(reader, 64)
+    os.close(reader)
+    assert os.waitstatus_to_exitcode(status) == 0, answer
+    # closed without an answer: a served call would have got b"+"
+    assert answer == b"b''"

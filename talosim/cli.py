@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from . import talosconfig
 from .flags import Flag, FlagError, Parsed, parse, usage_block
-from .machineconfig import ConfigError
-from .state import State
+from .machine.machineconfig import ConfigError
+from .machine.state import State
 
 
 class Fail(Exception):

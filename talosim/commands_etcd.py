@@ -28,73 +28,26 @@ import json
 import os
 from typing import Any
 
-from . import nodes as N
 from .cli import Ctx, Fail, command
 from .commands_gen import _table
 from .commands_node import RPC, TRACKER_FLAGS, Conn, for_each, multierror, single
 from .flags import Flag
-from .state import State, now
+from .machine import nodes as N
+from .machine.clock import now
+from .machine.etcd import (
+    ERR_MEMBER_NOT_FOUND,
+    member_rows,
+    new_data,
+    remove_check,
+    snapshot_bytes,
+    stale_members,
+    wiped_without_leaving,
+)
+from .machine.faults import stuck_stage
+from .machine.state import State
 
 # The system partitions a reset may wipe by label (VolumeStatus IDs of the system disk).
 SYSTEM_LABELS = ("EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL")
-# etcd's rpctypes errors (go.etcd.io/etcd/api/v3/v3rpc/rpctypes/error.go)
-ERR_NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
-ERR_UNHEALTHY = "etcdserver: unhealthy cluster"
-ERR_MEMBER_NOT_FOUND = "etcdserver: member not found"
-
-
-# -- the etcd model -------------------------------------------------------------------------------
-def new_data() -> dict[str, Any]:
-    return {"revision": 1, "keys": {}}
-
-
-def stale_members(cluster: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Members whose machine was wiped without leaving etcd: listed, never healthy."""
-    return list((cluster or {}).get("stale_members") or [])
-
-
-def member_rows(state: State, cluster: dict[str, Any]) -> list[dict[str, str]]:
-    """Every entry of the member list: live members (wiped ones included), then dead ones."""
-    rows = [
-        {"ip": m["ip"], "id": N.member_id(m), "hostname": N.hostname(m)}
-        for m in N.members(state, cluster)
-    ]
-    return rows + [dict(s) for s in stale_members(cluster)]
-
-
-def holders(state: State, cluster: dict[str, Any], without: str) -> list[dict[str, Any]]:
-    """Members other than `without` that still hold the cluster's etcd data."""
-    return [m for m in N.members(state, cluster) if m["ip"] != without and not m.get("etcd_wiped")]
-
-
-def _remove_check(state: State, cluster: dict[str, Any], ip: str) -> str | None:
-    """etcd's mayRemoveMember (server/etcdserver/server.go, strict reconfig check)."""
-    rows = member_rows(state, cluster)
-    others = [r for r in rows if r["ip"] != ip]
-    started = [
-        r
-        for r in others
-        if (n := N.load(state, r["ip"])) is not None and N.etcd_healthy(state, n, cluster)
-    ]
-    if len(started) < len(others) // 2 + 1:
-        return ERR_NOT_ENOUGH_STARTED
-    # protect quorum when some members are down: active - 1 < 1 + (len(m) - 1) / 2
-    active = len(started) + 1
-    if active - 1 < 1 + (len(rows) - 1) // 2:
-        return ERR_UNHEALTHY
-    return None
-
-
-def _lose_data(state: State, cluster: dict[str, Any]) -> None:
-    """No member holds the data any more: etcd waits for `talosctl bootstrap` again."""
-    cluster.update(
-        {"bootstrapped": False, "bootstrap_node": None, "etcd_data": None, "stale_members": []}
-    )
-    for n in state.nodes():
-        if n.get("cluster_id") == cluster["id"] and n.get("etcd_wiped"):
-            n["etcd_wiped"] = False
-            n["etcd_waiting"] = True
-            state.save_node(n)
 
 
 # -- bootstrap --------------------------------------------------------------------------------
@@ -299,7 +252,7 @@ def reset(ctx: Ctx) -> None:
             node = N.load(state, node["ip"]) or node
             labels = _validate_reset(ctx, node)
             failure = _reset_sequence(ctx, state, node, labels)
-            N.advance(node, N.stuck_stage(state, node["ip"]))
+            N.advance(node, stuck_stage(state, node["ip"]))
             state.save_node(node)
         if failure:
             failures.append(f'"{node["ip"]}": {failure}')
@@ -325,7 +278,7 @@ def _reset_sequence(ctx: Ctx, state: State, node: dict[str, Any], labels: list[s
         N.event(node, "cordon")
     if graceful and member and cluster and not node.get("etcd_wiped"):
         # LeaveEtcd: only when this node's etcd has data and its service runs or failed
-        err = _remove_check(state, cluster, node["ip"])
+        err = remove_check(state, cluster, node["ip"])
         if err:
             msg = (
                 f"failed to leave cluster: failed to remove member "
@@ -340,7 +293,7 @@ def _reset_sequence(ctx: Ctx, state: State, node: dict[str, Any], labels: list[s
     wipe_state = system and (not labels or "STATE" in labels)
     wipe_ephemeral = system and (not labels or "EPHEMERAL" in labels)
     if cp and cluster and member and not node.get("etcd_left") and wipe_ephemeral:
-        _wiped_without_leaving(state, cluster, node, forget=wipe_state)
+        wiped_without_leaving(state, cluster, node, forget=wipe_state)
     # a node that left etcd and keeps its config joins again as a new member when it boots
     fields: dict[str, Any] = {"unschedulable": False, "etcd_left": False}
     if wipe_state:
@@ -383,25 +336,6 @@ def _reset_sequence(ctx: Ctx, state: State, node: dict[str, Any], labels: list[s
     return None
 
 
-def _wiped_without_leaving(
-    state: State, cluster: dict[str, Any], node: dict[str, Any], *, forget: bool
-) -> None:
-    """A member loses its etcd data without leaving: its entry stays in the member list."""
-    if not holders(state, cluster, node["ip"]):
-        _lose_data(state, cluster)
-        state.save_cluster(cluster)
-        node["etcd_wiped"] = False
-        node["etcd_waiting"] = not forget
-        return
-    if forget:
-        cluster.setdefault("stale_members", []).append(
-            {"ip": node["ip"], "id": N.member_id(node), "hostname": N.hostname(node)}
-        )
-        state.save_cluster(cluster)
-    else:
-        node["etcd_wiped"] = True
-
-
 # -- etcd -------------------------------------------------------------------------------------
 def _cp_only(node: dict[str, Any], what: str) -> None:
     if not N.is_controlplane(node):
@@ -418,23 +352,6 @@ def _etcd_node(
     if cluster is None or not N.etcd_healthy(ctx.state, node, cluster):
         raise RPC("Unknown", "etcd is not running")
     return node, cluster
-
-
-def snapshot_bytes(cluster: dict[str, Any], members: list[str]) -> bytes:
-    """The database (JSON padded to whole pages) followed by its sha256, as etcdctl saves it."""
-    body = json.dumps(
-        {
-            "talosim": "etcd snapshot",
-            "cluster": cluster["name"],
-            "taken": now(),
-            "members": members,
-            "kubernetes_version": cluster.get("kubernetes_version"),
-            "revision": (cluster.get("etcd_data") or new_data()).get("revision", 1),
-            "data": cluster.get("etcd_data") or new_data(),
-        }
-    ).encode()
-    data = body + b"\0" * (4096 - len(body) % 4096)
-    return data + hashlib.sha256(data).digest()
 
 
 @command("etcd snapshot", nargs=(1, 1), use="talosctl etcd snapshot <path>")
@@ -548,7 +465,7 @@ def etcd_leave(ctx: Ctx) -> None:
             cluster = N.cluster_of(state, node)
             if cluster is None or not N.etcd_healthy(state, node, cluster):
                 raise RPC("Unknown", "failed to create etcd client: etcd is not running")
-            err = _remove_check(state, cluster, ip)
+            err = remove_check(state, cluster, ip)
             if err:
                 raise RPC(
                     "Unknown",
@@ -584,7 +501,7 @@ def etcd_remove_member(ctx: Ctx) -> None:
             row = next((r for r in member_rows(state, cluster) if int(r["id"], 16) == want), None)
             if row is None:
                 raise RPC("NotFound", f"failed to remove member {want}: {ERR_MEMBER_NOT_FOUND}")
-            err = _remove_check(state, cluster, row["ip"])
+            err = remove_check(state, cluster, row["ip"])
             if err:
                 raise RPC(
                     "Unknown", f"failed to remove member: failed to remove member {want}: {err}"

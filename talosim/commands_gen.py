@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, gendocs, pki, releases, talosconfig
-from . import machineconfig as mc
-from . import patch as mpatch
+from . import TALOSCTL_VERSION, talosconfig
 from .cli import Ctx, Fail, command, endpoint_host
 from .flags import Flag
+from .machine import gendocs, pki, releases
+from .machine import machineconfig as mc
+from .machine import patch as mpatch
 
 FORCE = Flag("force", "bool", short="f", help="will overwrite existing files")
 

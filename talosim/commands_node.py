@@ -16,14 +16,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, gendocs, manifests, pki, releases
-from . import machineconfig as mc
-from . import nodes as N
-from . import patch as mpatch
+from . import TALOSCTL_VERSION
 from .cli import Ctx, Fail, command, endpoint_host
 from .commands_gen import _table, load_patches
 from .flags import Flag
-from .state import State, now, wait_until
+from .machine import gendocs, manifests, pki, releases
+from .machine import machineconfig as mc
+from .machine import nodes as N
+from .machine import patch as mpatch
+from .machine.checks import CHECKS_17, CHECKS_18, check
+from .machine.clock import now, wait_until
+from .machine.faults import stuck_stage, take_fault
+from .machine.state import State
 
 
 class RPC(Exception):
@@ -149,7 +153,7 @@ class Conn:
         after an idle period, and the next talosctl call starts it again."""
         cluster = N.cluster_of(self.state, node)
         if cluster and cluster.get("bootstrapped") and cluster.get("k8s_ca"):
-            from . import kubeapi
+            from .machine import kubeapi
 
             kubeapi.ensure(self.state, cluster)
 
@@ -175,12 +179,12 @@ class Conn:
 
     def _faults(self, ip: str, command: str) -> None:
         with self.state.locked():
-            hang = N.take_fault(self.state, ip, command, ("hang",))
+            hang = take_fault(self.state, ip, command, ("hang",))
         if hang:
             # on the fleet clock: a frozen clock holds the call until a test advances it
             wait_until(now() + float(hang.get("seconds", 0)), self.state.root)
         with self.state.locked():
-            err = N.take_fault(self.state, ip, command, ("error",))
+            err = take_fault(self.state, ip, command, ("error",))
         if err:
             raise RPC(err.get("code", "Unknown"), err.get("message", "injected failure"))
 
@@ -706,7 +710,7 @@ def _apply_maintenance(ctx: Ctx, ip: str, docs: list[Any], raw: str) -> None:
                 (settings["boot_seconds"], "running", {}),
             ],
         )
-        N.advance(node, N.stuck_stage(state, ip))
+        N.advance(node, stuck_stage(state, ip))
         state.save_node(node)
 
 
@@ -786,126 +790,12 @@ def _apply_running(ctx: Ctx, node: dict[str, Any], docs: list[Any], raw: str, mo
             if needs_reboot or mode == "reboot":
                 N.schedule(node, N.reboot_steps(settings))
         N.event(node, "apply-config", mode=mode)
-        N.advance(node, N.stuck_stage(state, node["ip"]))
+        N.advance(node, stuck_stage(state, node["ip"]))
         state.save_node(node)
     ctx.err(details + "\n")
 
 
 # -- health -----------------------------------------------------------------------------------
-CHECKS_17 = [
-    "etcd to be healthy",
-    "etcd members to be consistent across nodes",
-    "etcd members to be control plane nodes",
-    "apid to be ready",
-    "all nodes memory sizes",
-    "all nodes disk sizes",
-    "kubelet to be healthy",
-    "all nodes to finish boot sequence",
-    "all k8s nodes to report",
-    "all k8s nodes to report ready",
-    "all control plane static pods to be running",
-    "all control plane components to be ready",
-    "kube-proxy to report ready",
-    "coredns to report ready",
-    "all k8s nodes to report schedulable",
-]
-CHECKS_18 = [
-    "etcd to be healthy",
-    "etcd members to be consistent across nodes",
-    "etcd members to be control plane nodes",
-    "apid to be ready",
-    "all nodes memory sizes",
-    "all nodes disk sizes",
-    "no diagnostics",
-    "kubelet to be healthy",
-    "all nodes to finish boot sequence",
-    "all k8s nodes to report",
-    "all control plane static pods to be running",
-    "all control plane components to be ready",
-    "all k8s nodes to report ready",
-    "kube-proxy to report ready",
-    "coredns to report ready",
-    "all k8s nodes to report schedulable",
-]
-
-
-def _check(state: State, name: str, cps: list[str], workers: list[str]) -> str | None:
-    """None when the check passes, "SKIP" when it does not apply, else the error text."""
-    recs: dict[str, dict[str, Any]] = {ip: N.load(state, ip) or {} for ip in cps + workers}
-    cluster = next(
-        (N.cluster_of(state, r) for r in recs.values() if r and r.get("cluster_id")), None
-    )
-
-    def errs(items: list[str]) -> str | None:
-        return mc.multierror(items).rstrip("\n") if items else None
-
-    if name == "etcd to be healthy":
-        return errs(
-            [
-                f"{ip}: service is not healthy: etcd"
-                for ip in cps
-                if not (recs[ip] and N.etcd_healthy(state, recs[ip], cluster))
-            ]
-        )
-    if name == "etcd members to be control plane nodes":
-        members = {m["ip"] for m in N.members(state, cluster)}
-        members |= {m["ip"] for m in (cluster or {}).get("stale_members") or []}  # dead ones
-        if members != set(cps):
-            return (
-                f"etcd member ips {json.dumps(sorted(members))} are not subset of control "
-                f"plane node ips {json.dumps(sorted(cps))}"
-            )
-        return None
-    if name == "apid to be ready":
-        return errs(
-            [
-                f"{ip}: {refused(ip)}"
-                for ip in cps + workers
-                if N.is_unreachable(state, recs[ip] or None)
-            ]
-        )
-    if name in ("kubelet to be healthy", "all nodes to finish boot sequence"):
-        bad = [ip for ip in cps + workers if not recs[ip] or recs[ip]["stage"] != "running"]
-        if name == "kubelet to be healthy":
-            return errs([f"{ip}: service is not healthy: kubelet" for ip in bad])
-        return errs(
-            [f"{ip}: unexpected stage {(recs[ip] or {}).get('stage', 'unknown')!r}" for ip in bad]
-        )
-    if name == "all k8s nodes to report":
-        missing = [
-            N.hostname(recs[ip]) if recs[ip] else ip
-            for ip in cps + workers
-            if not (recs[ip] and cluster and cluster.get("bootstrapped") and recs[ip].get("config"))
-        ]
-        return f"expected nodes not found: {' '.join(missing)}" if missing else None
-    if name == "all k8s nodes to report ready":
-        bad = [
-            N.hostname(recs[ip])
-            for ip in cps + workers
-            if recs[ip] and not N.k8s_ready(recs[ip], cluster)
-        ]
-        return f"some nodes are not ready: {bad}".replace("'", "") if bad else None
-    if name in (
-        "all control plane static pods to be running",
-        "all control plane components to be ready",
-    ):
-        bad = [ip for ip in cps if not (recs[ip] and N.k8s_ready(recs[ip], cluster))]
-        return errs([f"{ip}: static pod kube-apiserver is not running" for ip in bad])
-    if name == "kube-proxy to report ready":
-        cfg = (recs[cps[0]] or {}).get("config") or {} if cps else {}
-        if ((cfg.get("cluster") or {}).get("proxy") or {}).get("disabled"):
-            return "SKIP"
-        return None
-    if name == "all k8s nodes to report schedulable":
-        bad = [
-            N.hostname(recs[ip])
-            for ip in cps + workers
-            if recs[ip] and recs[ip].get("unschedulable")
-        ]
-        return f"some nodes are not schedulable: {bad}".replace("'", "") if bad else None
-    return None
-
-
 @command(
     "health",
     flags=[
@@ -953,7 +843,7 @@ def health(ctx: Ctx) -> None:
         ctx.err(f"waiting for {name}: ...\n")
         last = None
         while True:
-            result = "SKIP" if name in skips else _check(state, name, cps, workers)
+            result = "SKIP" if name in skips else check(state, name, cps, workers, refused)
             if result is None or result == "SKIP":
                 ctx.err(f"waiting for {name}: {'OK' if result is None else 'SKIP'}\n")
                 break
@@ -1204,18 +1094,18 @@ def upgrade(ctx: Ctx) -> None:
             boot_ids[node["ip"]] = node["boot_id"]
             settings = state.fleet()["settings"]
             if ctx["stage"] and _stage_honoured(ctx, node):
-                rollback = N.take_fault(state, node["ip"], "upgrade", ("rollback",))
+                rollback = take_fault(state, node["ip"], "upgrade", ("rollback",))
                 up = {"image": ctx["image"], "version": version, "rollback": bool(rollback)}
                 N.event(node, "upgrade staged", image=ctx["image"])
                 N.schedule(node, N.stage_upgrade_steps(settings, up))
                 node["staged_upgrade"] = up
                 node["upgrade_failure"] = None
             else:
-                seq_fault = N.take_fault(state, node["ip"], "upgrade-sequence", ("error",))
+                seq_fault = take_fault(state, node["ip"], "upgrade-sequence", ("error",))
                 seq_fault = seq_fault or releases.installer_preflight(
                     node["talos_version"], version
                 )
-                rollback = N.take_fault(state, node["ip"], "upgrade", ("rollback",))
+                rollback = take_fault(state, node["ip"], "upgrade", ("rollback",))
                 N.event(node, "upgrade", image=ctx["image"], failed=bool(seq_fault))
                 if seq_fault:
                     node["upgrade_failure"] = seq_fault.get("message", "sequence failed")
@@ -1246,7 +1136,7 @@ def upgrade(ctx: Ctx) -> None:
                             (settings["boot_seconds"], "running", {"unschedulable": False}),
                         ],
                     )
-            N.advance(node, N.stuck_stage(state, node["ip"]))
+            N.advance(node, stuck_stage(state, node["ip"]))
             state.save_node(node)
         acks.append(
             (node["ip"], time.strftime("%Y-%m-%d %H:%M:%S.000000000 +0000 UTC", time.gmtime()))
@@ -1352,11 +1242,11 @@ def reboot(ctx: Ctx) -> None:
                 state.save_node(node)
                 return
             N.event(node, "reboot")
-            rollback = N.take_fault(state, node["ip"], "reboot", ("rollback",))
+            rollback = take_fault(state, node["ip"], "reboot", ("rollback",))
             if rollback and node.get("staged_upgrade"):
                 node["staged_upgrade"] = None
             N.schedule(node, N.reboot_steps(settings, {"unschedulable": False}))
-            N.advance(node, N.stuck_stage(state, node["ip"]))
+            N.advance(node, stuck_stage(state, node["ip"]))
             state.save_node(node)
 
     if ctx["wait"] or ctx["debug"]:
@@ -1556,7 +1446,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
             if not _k8s_begin(ctx, r["ip"], "kubelet", cur, cur == to, to, dry, echo=False):
                 continue
             with state.locked():
-                fault = N.take_fault(state, r["ip"], "upgrade-k8s", ("error",))
+                fault = take_fault(state, r["ip"], "upgrade-k8s", ("error",))
             if fault:
                 raise Fail(
                     f"failed upgrading kubelet: error updating node {r['ip']!r}: "

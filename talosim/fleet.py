@@ -9,12 +9,15 @@ import time
 import uuid
 from typing import Any
 
-from . import TALOSCTL_VERSION, releases
-from . import nodes as N
+from . import TALOSCTL_VERSION
 from .cli import Ctx, Fail, command
 from .commands_gen import _table
 from .flags import Flag, format_duration, parse_duration
-from .state import DEFAULT_SETTINGS, clock_at, clock_settings
+from .machine import nodes as N
+from .machine import releases
+from .machine.clock import clock_at, clock_settings
+from .machine.faults import KINDS
+from .machine.state import DEFAULT_SETTINGS
 
 
 def expand(spec: str) -> list[str]:
@@ -157,7 +160,7 @@ def fleet_list(ctx: Ctx) -> None:
 
 @command("fleet destroy")
 def fleet_destroy(ctx: Ctx) -> None:
-    from . import kubeapi
+    from .machine import kubeapi
 
     state = ctx.state
     if not state.root.exists():
@@ -313,9 +316,6 @@ def _is_number(v: str) -> bool:
     return True
 
 
-KINDS = ("error", "hang", "unreachable", "stuck", "etcd-down", "rollback")
-
-
 @command(
     "fault add",
     flags=[
@@ -384,14 +384,14 @@ def fault_clear(ctx: Ctx) -> None:
     ],
 )
 def kubeapi_serve(ctx: Ctx) -> None:
-    from . import kubeapi
+    from .machine import kubeapi
 
     kubeapi.serve(ctx.state, ctx["cluster-id"], ctx["host"], ctx["port"])
 
 
 @command("kubeapi stop", flags=[Flag("cluster-id", help="cluster id; all when omitted")])
 def kubeapi_stop(ctx: Ctx) -> None:
-    from . import kubeapi
+    from .machine import kubeapi
 
     for c in ctx.state.clusters():
         if not ctx["cluster-id"] or c["id"] == ctx["cluster-id"]:

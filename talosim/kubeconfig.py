@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from . import kubeapi, pki
 from .cli import Ctx, Fail
+from .machine import kubeapi, pki
 
 
 def _raw(cluster_name: str, server: str, ca: str, crt: bytes, key: bytes) -> dict[str, Any]:

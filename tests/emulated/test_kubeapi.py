@@ -128,7 +128,7 @@ def test_foreign_client_certificate_is_refused(kube: Sim, tmp_path: Path) -> Non
     )
     import yaml
 
-    from talosim import pki
+    from talosim.machine import pki
 
     bundle = yaml.safe_load((other.cwd / "s.yaml").read_text())["certs"]["k8s"]
     crt, key = pki.issue(

@@ -552,7 +552,7 @@ def test_every_declared_flag_is_read_somewhere_or_refused() -> None:
     # the CLI refuse it. Coarse (any read in talosim counts), but it catches a flag nobody reads.
     from talosim import cli, commands_etcd, commands_gen, commands_node, fleet  # noqa: F401
 
-    src = "\n".join(p.read_text() for p in (ROOT / "talosim").glob("*.py"))
+    src = "\n".join(p.read_text() for p in (ROOT / "talosim").rglob("*.py"))
     unread = [
         f"{' '.join(path)} --{f.name}"
         for path, c in sorted(cli.COMMANDS.items())

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from talosim import machineconfig as mc
-from talosim import pki, releases
+from talosim.machine import machineconfig as mc
+from talosim.machine import pki, releases
 from tests.conftest import ROOT
 from tests.sim import Sim
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talosim import goorder, order
-from talosim import machineconfig as mc
+from talosim.machine import goorder, order
+from talosim.machine import machineconfig as mc
 from tests.conftest import ROOT
 
 CASES = sorted((ROOT / "tests" / "cases" / "order").glob("*.yaml"))

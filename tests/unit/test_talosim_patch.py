@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talosim import machineconfig as mc
-from talosim import patch
+from talosim.machine import machineconfig as mc
+from talosim.machine import patch
 from tests.conftest import ROOT
 
 CASES = sorted((ROOT / "tests" / "cases" / "patch").glob("*.yaml"))

@@ -7,7 +7,7 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from talosim import pki
+from talosim.machine import pki
 
 
 def test_bundle_key_types_match_talos() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from talosim import releases
+from talosim.machine import releases
 from tests.conftest import ROOT
 
 FLOORS: list[dict[str, Any]] = yaml.safe_load(

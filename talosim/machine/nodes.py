@@ -11,7 +11,9 @@ import hashlib
 import uuid
 from typing import Any
 
-from .state import State, now
+from .clock import now
+from .faults import stuck_stage
+from .state import State
 
 STAGES = (
     "unknown",
@@ -65,13 +67,6 @@ def new_node(
 def event(node: dict[str, Any], name: str, **detail: Any) -> None:
     node["events"].append({"t": now(), "event": name, **detail})
     node["events"] = node["events"][-200:]
-
-
-def stuck_stage(state: State, ip: str) -> str | None:
-    for f in state.faults():
-        if f["node"] == ip and f["kind"] == "stuck":
-            return str(f["stage"])
-    return None
 
 
 def advance(node: dict[str, Any], stuck: str | None = None, at: float | None = None) -> bool:
@@ -216,7 +211,7 @@ def members(state: State, cluster: dict[str, Any] | None) -> list[dict[str, Any]
             n.get("cluster_id") == cluster["id"]
             and is_controlplane(n)
             and n.get("booted_once")
-            and not n.get("etcd_left")  # `etcd leave` / remove-member (commands_etcd.py)
+            and not n.get("etcd_left")  # `etcd leave` / remove-member (machine/etcd.py)
         ):
             out.append(n)
     out.sort(key=lambda n: (n["ip"] != cluster.get("bootstrap_node"), n["ip"]))
@@ -235,7 +230,7 @@ def etcd_healthy(state: State, node: dict[str, Any], cluster: dict[str, Any] | N
     if node["stage"] not in ("running", "booting"):
         return False
     if node.get("etcd_left") or node.get("etcd_wiped"):
-        return False  # left etcd, or lost its data without leaving (commands_etcd.py)
+        return False  # left etcd, or lost its data without leaving (machine/etcd.py)
     return not any(f["node"] == node["ip"] and f["kind"] == "etcd-down" for f in state.faults())
 
 
@@ -291,25 +286,6 @@ def refresh(state: State, node: dict[str, Any]) -> dict[str, Any]:
 def load(state: State, ip: str) -> dict[str, Any] | None:
     node = state.node(ip)
     return refresh(state, node) if node else None
-
-
-def take_fault(
-    state: State, ip: str, command: str, kinds: tuple[str, ...]
-) -> dict[str, Any] | None:
-    """The first active fault of the given kinds for (node, command); consumes one use."""
-    faults = state.faults()
-    for f in faults:
-        if f["kind"] not in kinds or f["node"] not in (ip, "*"):
-            continue
-        if f.get("command") not in (None, "*", command):
-            continue
-        if f.get("times", -1) == 0:
-            continue
-        if f.get("times", -1) > 0:
-            f["times"] -= 1
-            state.save_faults(faults)
-        return f
-    return None
 
 
 def is_unreachable(state: State, node: dict[str, Any] | None) -> bool:

@@ -17,7 +17,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarStri
 
 from . import order
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
+SCHEMA_DIR = Path(__file__).parents[1] / "schemas"  # talosim/schemas, beside the layers
 V1ALPHA1_KEYS = ("machine", "cluster", "debug", "persist")
 
 
@@ -94,7 +94,7 @@ def encode_config(
 ) -> str:
     """A machine config as talosctl `version` writes it after decoding it into its Go types.
 
-    Normally yaml.v3 on the Go structs (talosim/order.py: struct field order, omitempty, sorted
+    Normally yaml.v3 on the Go structs (talosim/machine/order.py: struct field order, omitempty, sorted
     maps). When the last patch applied was JSON6902 talosctl hands on the bytes of
     ghodss/yaml.JSONToYAML instead (pkg/machinery/config/configpatcher/json6902.go and
     apply.go, v1.7.0..v1.14.0-rc.1): yaml.v2 output, every mapping's keys sorted, 2-space indent.

@@ -8,7 +8,7 @@ v1.7.0..v1.14.0-rc.1), so whatever order a patch used, keys come out:
 - map keys (and everything decoded into `any`) sorted by yaml.v3's sorter.go keyList.Less;
 - `,inline` struct fields spliced in place, an `,inline` map's keys after all fields.
 The field order of every document type per Talos minor is data in data/order/v1.N.json,
-extracted from the Go source by talosim/goorder.py (see data/order/README.md).
+extracted from the Go source by talosim/machine/goorder.py (see data/order/README.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-DATA_DIR = Path(__file__).parent / "data" / "order"
+DATA_DIR = Path(__file__).parents[1] / "data" / "order"  # talosim/data, beside the layers
 MINORS = (7, 14)  # the Talos minors with order data: v1.7 .. v1.14
 
 # siderolabs/crypto x509/x509.go: the PEM types marshal through aux structs with these fields

@@ -6,12 +6,12 @@ per struct, its yaml keys in declaration order with their Go types and omitempty
 non-struct types; the types yaml.v3 encodes through MarshalYAML/MarshalText (opaque); and which
 Go type each document kind decodes into (the registry.Register calls).
 
-    python -m talosim.goorder --tag v1.9.6 /tmp/talos-v1.9.6/pkg/machinery/config/types \
+    python -m talosim.machine.goorder --tag v1.9.6 /tmp/talos-v1.9.6/pkg/machinery/config/types \
         > talosim/data/order/v1.9.json
 
 With --skeleton it prints the key skeleton of real talosctl output instead (the stability
 testdata of pkg/machinery/config/types/v1alpha1/testdata/stability/v1.N/), which the tests use
-as the oracle for talosim/order.py.
+as the oracle for talosim/machine/order.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,38 @@
+"""The emulated clock that every stage timeline of the fleet reads."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .state import read_json, state_dir
+
+
+# Stage timelines read this clock, never time.time() directly, so that tests can freeze it and
+# advance it (`talosim fleet clock --freeze`, `--advance 30s`) instead of sleeping. It is kept in
+# fleet.json as {"offset": seconds added to real time, "frozen_at": time or null}; by default
+# (no fleet, or never changed) it is real time, which the demo and the benchmarks use.
+def clock_settings(root: Path | None = None) -> dict[str, Any]:
+    """The stored clock of the fleet in `root` (default: TALOSIM_STATE).
+
+    Read on every call (a small file): another process may advance it at any moment."""
+    data = read_json((root or state_dir()) / "fleet.json") or {}
+    return {"offset": 0.0, "frozen_at": None, **(data.get("clock") or {})}
+
+
+def clock_at(clock: dict[str, Any], real: float | None = None) -> float:
+    if clock.get("frozen_at") is not None:
+        return float(clock["frozen_at"])
+    return (time.time() if real is None else real) + float(clock.get("offset") or 0.0)
+
+
+def now(root: Path | None = None) -> float:
+    """The emulated time (seconds since the epoch)."""
+    return clock_at(clock_settings(root))
+
+
+def wait_until(t: float, root: Path | None = None, poll: float = 0.05) -> None:
+    """Sleep until the emulated clock reaches t (forever while it is frozen before t)."""
+    while now(root) < t:
+        time.sleep(poll)

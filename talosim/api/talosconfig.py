@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .machine.machineconfig import decode_docs, encode
+from ..machine.machineconfig import decode_docs, encode
 
 
 class TalosconfigError(Exception):

@@ -1,4 +1,5 @@
-"""Emulator-only commands: create and inspect the fleet of machines, inject faults."""
+"""talosim's own `fleet` commands: create, list, power on and destroy the emulated machines;
+show or move the fleet's clock and change its stage durations."""
 
 from __future__ import annotations
 
@@ -9,15 +10,14 @@ import time
 import uuid
 from typing import Any
 
-from . import TALOSCTL_VERSION
-from .cli import Ctx, Fail, command
-from .commands_gen import _table
-from .flags import Flag, format_duration, parse_duration
-from .machine import nodes as N
-from .machine import releases
-from .machine.clock import clock_at, clock_settings
-from .machine.faults import KINDS
-from .machine.state import DEFAULT_SETTINGS
+from .. import TALOSCTL_VERSION
+from ..api.command import Commands, Ctx, Fail, Flag, format_duration, parse_duration, table
+from ..machine import nodes as N
+from ..machine import releases
+from ..machine.clock import clock_at, clock_settings
+from ..machine.state import DEFAULT_SETTINGS
+
+COMMANDS = Commands()
 
 
 def expand(spec: str) -> list[str]:
@@ -43,7 +43,7 @@ def expand(spec: str) -> list[str]:
     return out
 
 
-@command(
+@COMMANDS.add(
     "fleet create",
     flags=[
         Flag(
@@ -118,7 +118,9 @@ def fleet_create(ctx: Ctx) -> None:
     ctx.out(f"created {len(ips)} node(s) in maintenance mode: {', '.join(ips)}\n")
 
 
-@command("fleet list", flags=[Flag("output", short="o", default="table", help="table or json")])
+@COMMANDS.add(
+    "fleet list", flags=[Flag("output", short="o", default="table", help="table or json")]
+)
 def fleet_list(ctx: Ctx) -> None:
     state = ctx.state
     recs = sorted((N.refresh(state, n) for n in state.nodes()), key=lambda n: _ip_key(n["ip"]))
@@ -155,12 +157,12 @@ def fleet_list(ctx: Ctx) -> None:
                 n.get("kubelet_version") or "-",
             ]
         )
-    ctx.out(_table(rows))
+    ctx.out(table(rows))
 
 
-@command("fleet destroy")
+@COMMANDS.add("fleet destroy")
 def fleet_destroy(ctx: Ctx) -> None:
-    from .machine import kubeapi
+    from ..machine import kubeapi
 
     state = ctx.state
     if not state.root.exists():
@@ -182,7 +184,7 @@ def _ip_key(ip: str) -> tuple[int, int, str]:
     return (addr.version, int(addr), ip)
 
 
-@command("fleet power-on", nargs=(1, None))
+@COMMANDS.add("fleet power-on", nargs=(1, None))
 def fleet_power_on(ctx: Ctx) -> None:
     state = ctx.state
     with state.locked():
@@ -211,7 +213,7 @@ def _show_clock(ctx: Ctx, clock: dict[str, Any]) -> None:
     )
 
 
-@command(
+@COMMANDS.add(
     "fleet clock",
     flags=[
         Flag("advance", "seconds", help="move the clock forward by this duration (30s, 2m, 1.5)"),
@@ -249,7 +251,7 @@ def fleet_clock(ctx: Ctx) -> None:
     _show_clock(ctx, clock)
 
 
-@command(
+@COMMANDS.add(
     "fleet timings",
     flags=[
         Flag(
@@ -314,85 +316,3 @@ def _is_number(v: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-@command(
-    "fault add",
-    flags=[
-        Flag("node", help="node address, or * for all"),
-        Flag("kind", help=f"one of {', '.join(KINDS)}"),
-        Flag(
-            "command",
-            default="*",
-            help="talosctl command it applies to (apply-config, upgrade, upgrade-sequence, ...)",
-        ),
-        Flag("times", "int", default=-1, help="how many times it fires (-1: until cleared)"),
-        Flag("message", help="error text (kind error)"),
-        Flag("code", default="Unknown", help="gRPC code of the error (kind error)"),
-        Flag("seconds", "seconds", default=0.0, help="how long to hang (kind hang)"),
-        Flag("stage", help="stage the node gets stuck in (kind stuck)"),
-    ],
-)
-def fault_add(ctx: Ctx) -> None:
-    if ctx["kind"] not in KINDS:
-        raise Fail(f"--kind must be one of {', '.join(KINDS)}")
-    if not ctx["node"]:
-        raise Fail('required flag(s) "node" not set')
-    if ctx["kind"] == "stuck" and not ctx["stage"]:
-        raise Fail("--kind stuck needs --stage")
-    state = ctx.state
-    with state.locked():
-        faults = state.faults()
-        fid = str(uuid.uuid4())[:8]
-        faults.append(
-            {
-                "id": fid,
-                "node": ctx["node"],
-                "kind": ctx["kind"],
-                "command": ctx["command"],
-                "times": ctx["times"],
-                "message": ctx["message"] or "injected failure",
-                "code": ctx["code"],
-                "seconds": ctx["seconds"],
-                "stage": ctx["stage"],
-            }
-        )
-        state.save_faults(faults)
-    ctx.out(fid + "\n")
-
-
-@command("fault list")
-def fault_list(ctx: Ctx) -> None:
-    ctx.out(json.dumps(ctx.state.faults(), indent=2) + "\n")
-
-
-@command("fault clear", nargs=(0, None))
-def fault_clear(ctx: Ctx) -> None:
-    state = ctx.state
-    with state.locked():
-        faults = state.faults()
-        keep = [f for f in faults if ctx.args and f["id"] not in ctx.args]
-        state.save_faults(keep)
-
-
-@command(
-    "kubeapi serve",
-    flags=[
-        Flag("cluster-id", help="cluster id (file name under clusters/)"),
-        Flag("host", help="loopback address to listen on"),
-        Flag("port", "int", default=6443, help="port"),
-    ],
-)
-def kubeapi_serve(ctx: Ctx) -> None:
-    from .machine import kubeapi
-
-    kubeapi.serve(ctx.state, ctx["cluster-id"], ctx["host"], ctx["port"])
-
-
-@command("kubeapi stop", flags=[Flag("cluster-id", help="cluster id; all when omitted")])
-def kubeapi_stop(ctx: Ctx) -> None:
-    from .machine import kubeapi
-
-    for c in ctx.state.clusters():
-        if not ctx["cluster-id"] or c["id"] == ctx["cluster-id"]:
-            kubeapi.stop(ctx.state, c["id"])

@@ -12,8 +12,43 @@ from typing import Any
 
 import yaml
 
-from .cli import Ctx, Fail
-from .machine import kubeapi, pki
+from ..api.command import Commands, Ctx, Fail, Flag
+from ..api.conn import Conn, single
+from ..api.errors import RPC
+from ..machine import nodes as N
+from ..machine import pki
+
+COMMANDS = Commands()
+
+
+@COMMANDS.add(
+    "kubeconfig",
+    nargs=(0, 1),
+    use="talosctl kubeconfig [local-path]",
+    flags=[
+        Flag(
+            "force",
+            "bool",
+            short="f",
+            help="Force overwrite of kubeconfig if already present, force overwrite on kubeconfig merge",
+        ),
+        Flag("force-context-name", help="Force context name for kubeconfig merge"),
+        Flag("merge", "bool", short="m", default=True, help="Merge with existing kubeconfig"),
+    ],
+)
+def kubeconfig(ctx: Ctx) -> None:
+    conn = Conn(ctx, False)
+    ip = single(conn, "kubeconfig")
+    try:
+        node = conn.target(ip, "kubeconfig")
+    except RPC as e:
+        raise Fail(f"error copying: 1 error occurred:\n\t* {ip}: {e}\n") from None
+    if not N.is_controlplane(node):
+        raise Fail(
+            f"error copying: 1 error occurred:\n\t* {ip}: rpc error: code = Unknown "
+            "desc = kubeconfig is only available on control plane nodes\n"
+        )
+    write(ctx, node)
 
 
 def _raw(cluster_name: str, server: str, ca: str, crt: bytes, key: bytes) -> dict[str, Any]:
@@ -125,6 +160,8 @@ def write(ctx: Ctx, node: dict[str, Any]) -> None:
             f"{node['ip']}: rpc error: code = Unavailable desc = kubeconfig is not "
             "available yet: etcd is not bootstrapped\n"
         )
+    from ..machine import kubeapi  # the API server's modules load only for calls that use it
+
     server = kubeapi.ensure(state, cluster)
     ca = cfg["cluster"]["ca"]
     crt, key = pki.issue(

@@ -2,67 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any
+
+from ..api.command import Flag, Parsed, format_duration, parse_duration
 
 
 class FlagError(Exception):
     """A command-line error; the text is exactly what talosctl prints."""
-
-
-@dataclass
-class Flag:
-    name: str
-    kind: str = (
-        "string"  # bool | string | strings (StringSlice) | array (StringArray) | duration | int
-    )
-    default: Any = None
-    short: str | None = None
-    help: str = ""
-    choices: tuple[str, ...] | None = None
-    hidden: bool = False
-    # False: talosctl has the flag but talosim does not model what it does; giving it is refused
-    # (`emulator: unsupported flag --x for talosctl <cmd>`) rather than silently ignored.
-    modelled: bool = True
-
-    def initial(self) -> Any:
-        if self.kind in ("strings", "array"):
-            return list(self.default or [])
-        if self.kind == "bool":
-            return bool(self.default)
-        return self.default
-
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration, in seconds."""
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m[1]) * _UNIT[m[2]]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f'time: invalid duration "{text}"')
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """Go's Duration.String() for whole seconds (1m0s, 20m0s, 30s)."""
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h:
-        return f"{h}h{m}m{sec}s"
-    if m:
-        return f"{m}m{sec}s"
-    return f"{sec}s"
 
 
 def _is_number(v: str) -> bool:
@@ -85,16 +31,6 @@ def _parse_bool(v: str, flag: str) -> bool:
 
 def _display(f: Flag) -> str:
     return f"-{f.short}, --{f.name}" if f.short else f"--{f.name}"
-
-
-@dataclass
-class Parsed:
-    values: dict[str, Any]
-    args: list[str]
-    changed: set[str] = field(default_factory=set)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
 
 
 def _set(f: Flag, raw: str, values: dict[str, Any], changed: set[str]) -> None:

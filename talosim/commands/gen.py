@@ -1,18 +1,22 @@
-"""Offline talosctl commands: gen secrets/config, config *, validate, machineconfig patch."""
+"""`talosctl gen secrets` and `talosctl gen config`: the secrets bundle and the machine configs
+of a new cluster (plus its talosconfig), per config contract."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from . import TALOSCTL_VERSION, talosconfig
-from .cli import Ctx, Fail, command, endpoint_host
-from .flags import Flag
-from .machine import gendocs, pki, releases
-from .machine import machineconfig as mc
-from .machine import patch as mpatch
+from .. import TALOSCTL_VERSION
+from ..api import talosconfig
+from ..api.command import Commands, Ctx, Fail, Flag
+from ..api.configs import load_patches
+from ..machine import gendocs, pki, releases
+from ..machine import machineconfig as mc
+from ..machine import patch as mpatch
+
+COMMANDS = Commands()
+
 
 FORCE = Flag("force", "bool", short="f", help="will overwrite existing files")
 
@@ -47,7 +51,7 @@ def bundle_from_config(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@command(
+@COMMANDS.add(
     "gen secrets",
     flags=[
         Flag("output-file", short="o", default="secrets.yaml", help="path of the output file"),
@@ -102,14 +106,7 @@ def _validate_endpoint(ep: str) -> None:
         )
 
 
-def load_patches(specs: list[str], contract: tuple[int, int]) -> list[mpatch.Patch]:
-    try:
-        return [mpatch.load_patch(s, contract) for s in specs]
-    except mc.ConfigError as e:
-        raise Fail(f"error parsing config JSON patch: {e}") from None
-
-
-@command(
+@COMMANDS.add(
     "gen config",
     nargs=(2, 2),
     use="talosctl gen config <cluster name> <cluster endpoint>",
@@ -296,238 +293,3 @@ def gen_config(ctx: Ctx) -> None:
             f.write(rendered[kind])
         os.chmod(path, 0o644)
         ctx.err(f"Created {path}\n")
-
-
-# -- config ------------------------------------------------------------------------------------
-def _open_current(ctx: Ctx) -> tuple[dict[str, Any], str]:
-    cfg = ctx.talosconfig("error reading config")
-    current = cfg.get("context", "")
-    if not current:
-        raise Fail("no context is set")
-    if current not in cfg["contexts"]:
-        raise Fail(f'context "{current}" is not defined')
-    name = ctx["context"] or current
-    if name not in cfg["contexts"]:
-        raise Fail(f'context "{name}" is not defined')
-    return cfg, name
-
-
-@command("config endpoint", nargs=(1, None), aliases=("endpoints",))
-def config_endpoint(ctx: Ctx) -> None:
-    cfg, name = _open_current(ctx)
-    cfg["contexts"][name]["endpoints"] = [a.strip() for a in ctx.args]
-    talosconfig.save(ctx.talosconfig_path(), cfg)
-
-
-@command("config node", nargs=(0, None), aliases=("nodes",))
-def config_node(ctx: Ctx) -> None:
-    cfg, name = _open_current(ctx)
-    cfg["contexts"][name]["nodes"] = [a.strip() for a in ctx.args]
-    talosconfig.save(ctx.talosconfig_path(), cfg)
-
-
-@command("config context", nargs=(1, 1), aliases=("use-context",))
-def config_context(ctx: Ctx) -> None:
-    cfg = ctx.talosconfig("error reading config")
-    name = ctx.args[0]
-    if name not in cfg["contexts"]:
-        raise Fail(f'context "{name}" is not defined')
-    cfg["context"] = name
-    talosconfig.save(ctx.talosconfig_path(), cfg)
-
-
-def _table(rows: list[list[str]]) -> str:
-    """Go text/tabwriter with padding 3 (last column unpadded)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [c.ljust(widths[i] + 3) for i, c in enumerate(r[:-1])] + [r[-1]]
-        lines.append("".join(cells).rstrip() if not r[-1] else "".join(cells))
-    return "\n".join(lines) + "\n"
-
-
-@command("config contexts", aliases=("get-contexts",))
-def config_contexts(ctx: Ctx) -> None:
-    cfg = ctx.talosconfig("error reading config")
-    rows = [["CURRENT", "NAME", "ENDPOINTS", "NODES"]]
-    for name in sorted(cfg["contexts"]):
-        c = cfg["contexts"][name]
-        nodes = c.get("nodes") or []
-        shown = ",".join(nodes[:3]) + ("..." if len(nodes) > 3 else "")
-        rows.append(
-            [
-                "*" if name == cfg.get("context") else "",
-                name,
-                ",".join(c.get("endpoints") or []),
-                shown,
-            ]
-        )
-    ctx.out(_table(rows))
-
-
-@command("config merge", nargs=(1, None))
-def config_merge(ctx: Ctx) -> None:
-    cfg = ctx.talosconfig("error reading config")
-    try:
-        src = talosconfig.load(Path(ctx.args[0]))
-    except talosconfig.TalosconfigError as e:
-        raise Fail(f"error reading config: {e}") from None
-    for msg in talosconfig.merge(cfg, src):
-        ctx.err(msg + "\n")
-    talosconfig.save(ctx.talosconfig_path(), cfg)
-
-
-@command(
-    "config info",
-    flags=[Flag("output", short="o", default="text", help="output format (json|yaml|text)")],
-)
-def config_info(ctx: Ctx) -> None:
-    cfg, name = _open_current(ctx)
-    c = cfg["contexts"][name]
-    roles: list[str] = []
-    not_after = None
-    if c.get("crt"):
-        crt = pki.unb64(c["crt"])
-        roles = pki.organizations(crt)
-        not_after = pki.not_after(crt)
-    fmt = ctx["output"]
-    nodes, eps = c.get("nodes") or [], c.get("endpoints") or []
-    if fmt == "text":
-        lines = [
-            f"{'Current context:':<21}{cfg['context']}",
-            f"{'Nodes:':<21}{', '.join(nodes) or 'not defined'}",
-            f"{'Endpoints:':<21}{', '.join(eps) or 'not defined'}",
-        ]
-        if not_after:
-            lines.append(f"{'Roles:':<21}{', '.join(roles)}")
-            lines.append(f"{'Certificate expires:':<21}{not_after:%Y-%m-%d}")
-        ctx.out("\n".join(lines) + "\n")
-        return
-    data = {
-        "context": cfg["context"],
-        "nodes": nodes or None,
-        "endpoints": eps or None,
-        "roles": roles or None,
-        "certTTL": "",
-        "certNotAfter": f"{not_after:%Y-%m-%d}" if not_after else "",
-    }
-    if fmt == "json":
-        ctx.out(json.dumps(data, indent=2) + "\n")
-    elif fmt == "yaml":
-        ctx.out(mc.encode(data))
-    else:
-        raise Fail(f'unknown output format: "{fmt}"')
-
-
-# -- validate / machineconfig patch -----------------------------------------------------------
-@command(
-    "validate",
-    flags=[
-        Flag("config", short="c", help="the path of the config file"),
-        Flag(
-            "mode",
-            short="m",
-            help="the mode to validate the config for (valid values are metal, cloud, and container)",
-        ),
-        Flag("strict", "bool", help="treat validation warnings as errors"),
-    ],
-)
-def validate(ctx: Ctx) -> None:
-    if "mode" not in ctx.flags.changed:
-        raise Fail('required flag(s) "mode" not set')
-    path = ctx["config"]
-    try:
-        text = Path(path).read_text() if path else ""
-        if not path:
-            raise FileNotFoundError
-    except FileNotFoundError:
-        raise Fail(f"open {path}: no such file or directory") from None
-    if ctx["mode"] not in ("metal", "cloud", "container"):
-        raise Fail(f'unknown runtime mode: "{ctx["mode"]}"')
-    docs = mc.decode_docs(text)
-    contract = _contract_of_docs(docs)
-    for d in docs:
-        if isinstance(d, dict) and mc.is_v1alpha1(d):
-            mc.check_unknown(d, contract, contract >= (1, 8))
-        elif isinstance(d, dict) and "kind" not in d:
-            raise Fail("missing kind")
-    # from contract 1.14 install and cluster identity live in their own documents
-    docs = gendocs.fold_docs(docs)
-    contract = _contract_of_docs(docs)
-    errors, warnings = mc.validate(docs, ctx["mode"], contract)
-    if ctx["strict"]:
-        errors += [f"warning: {w}" for w in warnings]
-        warnings = []
-    for w in warnings:
-        ctx.err(f"WARNING: {w}\n")
-    if errors:
-        raise Fail(mc.multierror(errors))
-    ctx.out(f"{path} is valid for {ctx['mode']} mode\n")
-
-
-def _contract_of_docs(docs: list[Any]) -> tuple[int, int]:
-    """Pick the schema by the installer tag in the config, else this client's version."""
-    for d in docs:
-        if isinstance(d, dict) and mc.is_v1alpha1(d):
-            image = ((d.get("machine") or {}).get("install") or {}).get("image") or ""
-            tag = image.rsplit(":", 1)[-1] if ":" in image else ""
-            try:
-                return mc.contract_of(tag, TALOSCTL_VERSION)
-            except mc.ConfigError:
-                break
-    return mc.contract_of("", TALOSCTL_VERSION)
-
-
-@command(
-    "machineconfig patch",
-    nargs=(1, 1),
-    aliases=(),
-    use="talosctl machineconfig patch <machineconfig-file> [flags]",
-    flags=[
-        Flag(
-            "patch",
-            "array",
-            short="p",
-            help="patch generated machineconfigs (applied to all node types), use @file to read a patch from file",
-        ),
-        Flag(
-            "output",
-            short="o",
-            help="output destination. if not specified, output will be printed to stdout",
-        ),
-    ],
-)
-def machineconfig_patch(ctx: Ctx) -> None:
-    path = ctx.args[0]
-    try:
-        raw = Path(path).read_text()
-    except FileNotFoundError:
-        raise Fail(f"open {path}: no such file or directory") from None
-    docs = mc.decode_docs(raw)
-    contract = _contract_of_docs(docs)
-    try:
-        patches = [mpatch.load_patch(p, contract) for p in ctx["patch"]]
-    except mc.ConfigError as e:
-        raise Fail(str(e)) from None
-    if not patches:
-        result = raw
-    else:
-        try:
-            out_docs = mpatch.apply(docs, patches, contract)
-        except mc.ConfigError as e:
-            raise Fail(str(e)) from None
-        result = mc.encode_config(
-            out_docs, TALOSCTL_VERSION, json6902=patches[-1].kind == "json6902"
-        )
-    if ctx["output"]:
-        parent = os.path.dirname(ctx["output"])
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(ctx["output"], "w") as f:
-            f.write(result)
-        os.chmod(ctx["output"], 0o644)
-    else:
-        ctx.out(result + "\n")
-
-
-__all__ = ["bundle_from_config", "endpoint_host"]

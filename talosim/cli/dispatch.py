@@ -1,4 +1,4 @@
-"""talosctl-compatible command line: dispatch, errors and the offline commands.
+"""talosctl-compatible command line: resolve the command, parse its flags, run its handler.
 
 Exit code is 0 or 1; errors go to stderr as one line, followed by a blank line and the usage
 block when the text mentions "arg(s)", "flag" or "command" (contract §1.1).
@@ -9,25 +9,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-from . import talosconfig
-from .flags import Flag, FlagError, Parsed, parse, usage_block
-from .machine.machineconfig import ConfigError
-from .machine.state import State
-
-
-class Fail(Exception):
-    """A talosctl error: the message is printed as is."""
-
-    def __init__(self, msg: str, suppress: bool = False) -> None:
-        super().__init__(msg)
-        self.suppress = suppress
-
+from ..api.command import Command, Ctx, Fail, Flag, Parsed
+from ..machine.machineconfig import ConfigError
+from ..machine.state import State
+from .flags import FlagError, parse, usage_block
+from .registry import COMMANDS, GROUPS
 
 GLOBAL_FLAGS = [
     Flag(
@@ -43,85 +30,6 @@ GLOBAL_FLAGS = [
     ),
     Flag("cluster", help="Cluster to connect to if a proxy endpoint is used."),
 ]
-
-
-@dataclass
-class Command:
-    path: tuple[str, ...]
-    handler: Callable[[Ctx], None] | None
-    flags: list[Flag] = field(default_factory=list)
-    nargs: tuple[int, int | None] = (0, 0)  # (min, max); max None = unlimited
-    aliases: tuple[str, ...] = ()
-    use: str = ""
-    short: str = ""
-
-
-COMMANDS: dict[tuple[str, ...], Command] = {}
-
-
-def command(
-    path: str,
-    *,
-    flags: list[Flag] | None = None,
-    nargs: tuple[int, int | None] = (0, 0),
-    aliases: tuple[str, ...] = (),
-    use: str = "",
-    short: str = "",
-) -> Callable[[Callable[[Ctx], None]], Callable[[Ctx], None]]:
-    def deco(fn: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
-        p = tuple(path.split())
-        COMMANDS[p] = Command(p, fn, flags or [], nargs, aliases, use or f"talosctl {path}", short)
-        return fn
-
-    return deco
-
-
-GROUPS = {
-    ("gen",),
-    ("config",),
-    ("etcd",),
-    ("machineconfig",),
-    ("fleet",),
-    ("fault",),
-    ("kubeapi",),
-}
-
-
-@dataclass
-class Ctx:
-    argv: list[str]
-    cmd: Command
-    flags: Parsed
-    args: list[str]
-    state: State
-
-    def __getitem__(self, name: str) -> Any:
-        return self.flags[name]
-
-    def out(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-    def err(self, text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
-    # -- talosconfig -----------------------------------------------------------------------
-    def talosconfig_path(self) -> Path:
-        return talosconfig.resolve(self["talosconfig"])
-
-    def talosconfig(self, prefix: str = "failed to open config file") -> dict[str, Any]:
-        path = self.talosconfig_path()
-        try:
-            return talosconfig.load(path)
-        except talosconfig.TalosconfigError as e:
-            if prefix == "error reading config":
-                raise Fail(f"error reading config: {e}") from None
-            raise Fail(f'{prefix} "{self["talosconfig"]}": {e}') from None
-
-    def context(self, cfg: dict[str, Any]) -> dict[str, Any] | None:
-        name = self["context"] or cfg.get("context", "")
-        return (cfg.get("contexts") or {}).get(name) if name else None
 
 
 def _resolve(argv: list[str]) -> tuple[Command, list[str]]:
@@ -225,9 +133,6 @@ def unsupported(flag: str, cmd: Command) -> str:
 
 
 def main(argv: list[str]) -> int:
-    # Handlers live in other modules; importing registers them.
-    from . import commands_etcd, commands_gen, commands_node, fleet  # noqa: F401
-
     state = State()
     start = time.time()
     rc = 1
@@ -286,12 +191,3 @@ def main(argv: list[str]) -> int:
 def entry() -> None:
     """Console-script entry point (`talosim <talosctl args>`)."""
     sys.exit(main(sys.argv[1:]))
-
-
-# -- shared helpers ---------------------------------------------------------------------------
-def endpoint_host(ep: str) -> str:
-    if "://" in ep:
-        return urlsplit(ep).hostname or ep
-    if ep.startswith("["):
-        return ep[1:].split("]")[0]
-    return ep.rsplit(":", 1)[0] if ep.count(":") == 1 else ep

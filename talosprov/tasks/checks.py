@@ -12,14 +12,24 @@ PY = sys.executable
 
 @task(help={"fix": "let ruff fix what it can and reformat"})
 def lint(c: Context, fix: bool = False) -> None:
-    """Run ruff (lint and format check) over the repository and actionlint over its workflows."""
+    """Run ruff (lint, format check) and import-linter on the repo, actionlint on workflows."""
     if fix:
         c.run(f"{PY} -m ruff check --fix .", pty=False)
         c.run(f"{PY} -m ruff format .", pty=False)
         return
     c.run(f"{PY} -m ruff check .", pty=False)
     c.run(f"{PY} -m ruff format --check .", pty=False)
+    _lint_imports(c)
     _actionlint(c)
+
+
+def _lint_imports(c: Context) -> None:
+    """Check the import contracts of pyproject.toml (talosim's layers) with import-linter; no
+    cache, so that the check leaves nothing in the working tree."""
+    tool = Path(PY).parent / "lint-imports"
+    if not tool.is_file():
+        raise Exit(f"lint-imports not found next to {PY}: run scripts/setup (it installs .[dev])")
+    c.run(f"{tool} --no-cache --no-logo", pty=False)
 
 
 def _actionlint(c: Context) -> None:

@@ -227,6 +227,8 @@ def test_api_server_makes_no_name_lookup_and_talks_to_loopback_only(
         **kube.env,
         "PYTHONPATH": f"{hook}{os.pathsep}{kube.env['PYTHONPATH']}",
         "TALOSIM_TEST_NETLOG": str(netlog),
+        # the call must start the server from this hooked process, not from a zygote
+        "TALOSIM_ZYGOTE": "0",
     }
     r = subprocess.run(
         [sys.executable, "-m", "talosim", *kube.tc("version", "-n", CPS[0])],

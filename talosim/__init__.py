@@ -13,7 +13,7 @@ TALOSCTL_VERSION = os.environ.get("TALOSIM_VERSION", "v1.7.0")
 
 def check_version() -> None:
     """Refuse a TALOSIM_VERSION that talosim does not play (before any command runs)."""
-    from . import releases
+    from .machine import releases
 
     if not releases.is_played(TALOSCTL_VERSION):
         raise SystemExit(

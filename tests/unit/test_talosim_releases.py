@@ -1,4 +1,4 @@
-"""talosim/releases.py: per-release facts looked up from talosim/data/releases.yaml."""
+"""talosim/machine/releases.py: per-release facts looked up from talosim/data/releases.yaml."""
 
 from __future__ import annotations
 

@@ -112,11 +112,14 @@ def run(
     cwd: Path | None = None,
     node: str | None = None,
     on_stderr_line: Callable[[str], None] | None = None,
+    echo: bool = True,
 ) -> Result:
-    """Run program with args; raise CommandFailed unless the exit code is in ok_codes."""
+    """Run program with args; raise CommandFailed unless the exit code is in ok_codes. `echo`
+    False: the caller has logged the command already (calls run together log in order)."""
     argv = [*program.prefix, *args]
     shown = [program.name, *args]
-    log.debug("$ %s", shlex.join(shown))
+    if echo:
+        log.debug("$ %s", shlex.join(shown))
     env = dict(os.environ)
     env.update(dict(program.env))
     err_lines: list[str] = []

@@ -22,7 +22,16 @@ from ..model import Cluster, Repo
 from ..tools.kubectl import Kubectl, parse_nodes
 from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl, parse_etcd_members, parse_machinestatus
-from .runtime import Journal, LogReporter, Reporter, cluster_lock, parallel, probe, wait_for
+from .runtime import (
+    Journal,
+    LogReporter,
+    Poll,
+    Reporter,
+    cluster_lock,
+    parallel,
+    probe,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +427,7 @@ def wait_k8s_ready(
     if kubectl is None:
         raise WorkflowError("kubectl is needed to check that the nodes are Ready")
     k = Kubectl(localconfig.kubeconfig_path(repo, cluster))
-    deadline = time.monotonic() + timeout
+    poll = Poll(timeout)
     while True:
         try:
             nodes = {n.ip: n for n in parse_nodes(run(kubectl, k.get_nodes(), timeout=60).stdout)}
@@ -427,6 +436,5 @@ def wait_k8s_ready(
             bad = [f"Kubernetes API: {(e.output.strip().splitlines() or ['?'])[-1]}"]
         if not bad:
             return
-        if time.monotonic() >= deadline:
+        if not poll.wait():
             raise WorkflowError(f"not Ready in Kubernetes after {timeout:.0f}s: {', '.join(bad)}")
-        time.sleep(1)

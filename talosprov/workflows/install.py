@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import shlex
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,17 @@ from ..tools.talosctl import (
 )
 from . import generate as gen_wf
 from . import secrets as secrets_wf
-from .runtime import Journal, LogReporter, Probe, Reporter, cluster_lock, parallel, probe, wait_for
+from .runtime import (
+    Journal,
+    LogReporter,
+    Poll,
+    Probe,
+    Reporter,
+    cluster_lock,
+    parallel,
+    probe,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +313,7 @@ class Installer:
             raise WorkflowError("kubectl is needed to verify the nodes")
         k = Kubectl(localconfig.kubeconfig_path(self.repo, self.cluster))
         want = {n.ip: n for n in self.cluster.nodes}
-        deadline = time.monotonic() + self.opts.wait_timeout
+        poll = Poll(self.opts.wait_timeout)
         while True:
             nodes = parse_nodes(run(self.kubectl, k.get_nodes(), timeout=60).stdout)
             seen = {n.ip: n for n in nodes}
@@ -332,9 +341,8 @@ class Installer:
                     }
                     for ip in want
                 ]
-            if time.monotonic() >= deadline:
+            if not poll.wait():
                 raise WorkflowError("Kubernetes check failed:\n  " + "\n  ".join(problems))
-            time.sleep(1)
 
     def record(self) -> str | None:
         root = self.repo.root

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 from .. import secrets
 from ..errors import CommandFailed, LockedError, WorkflowError
 from ..model import Cluster, Repo
-from ..tools.run import Program, run
+from ..tools.run import Program, Result, run
 from ..tools.talosctl import (
     CERT_REQUIRED,
     CONN_REFUSED,
@@ -232,6 +232,82 @@ def parallel(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
         return results
 
 
+def run_together(
+    prog: Program, calls: list[tuple[list[str], str]], *, timeout: float
+) -> list[Result | CommandFailed]:
+    """Independent read-only calls `(argv, node)` at once: each one's Result, or the
+    CommandFailed naming its node, in the order given. The commands are logged in that order
+    before they start, so `-v` output does not depend on which thread runs first."""
+    for args, _node in calls:
+        log.debug("$ %s", prog.display(args))
+
+    def one(call: tuple[list[str], str]) -> Result | CommandFailed:
+        args, node = call
+        try:
+            return run(prog, args, node=node, timeout=timeout, echo=False)
+        except CommandFailed as e:
+            return e
+
+    return parallel(one, calls, len(calls))
+
+
+# -- polling -------------------------------------------------------------------------------------
+class Clock(Protocol):
+    """What a poll reads and sleeps on; the `time` module is one, tests pass a fake."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+
+POLL_FIRST = 0.1
+POLL_CAP = 1.0
+
+
+class Poll:
+    """When to look again while waiting for a node or the cluster: after `first` seconds, then
+    twice as long each time up to `cap`, and a last look exactly at the deadline. A node that
+    is ready in 200 ms is seen then, not a whole interval later; from the first second on the
+    checks come no more often than a fixed `cap` interval did, so a real API sees the same load.
+
+        poll = Poll(timeout)
+        while not done():
+            if not poll.wait():
+                raise ...  # the deadline passed: done() was last asked at it
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        first: float = POLL_FIRST,
+        cap: float = POLL_CAP,
+        clock: Clock = time,
+    ) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self.deadline = clock.monotonic() + timeout
+        self.cap = cap
+        self._next = min(first, cap)
+        self._at_deadline = False
+
+    def wait(self) -> bool:
+        """Sleep until the next look and return True; False (at once) when the last look was at
+        or after the deadline. Never sleeps past the deadline."""
+        left = self.deadline - self.clock.monotonic()
+        if self._at_deadline or left <= 0:
+            return False
+        if left <= self._next:
+            # a sleep that ends at the deadline is the last one, even when the clock reads a
+            # hair early on waking up
+            self._at_deadline = True
+            self.clock.sleep(left)
+            return True
+        self.clock.sleep(self._next)
+        self._next = min(self._next * 2, self.cap)
+        return True
+
+
 # -- node probes ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Probe:
@@ -286,11 +362,13 @@ def wait_for(
     timeout: float,
     reporter: Reporter,
     what: str,
-    interval: float = 0.5,
+    cap: float = 0.5,
     workers: int = 10,
+    clock: Clock = time,
 ) -> None:
-    """Poll check(ip) -> (done, status) for every node in parallel until all are done."""
-    deadline = time.monotonic() + timeout
+    """Poll check(ip) -> (done, status) for every node in parallel until all are done (every
+    `cap` seconds at most once the first second has passed, as the fixed interval was)."""
+    poll = Poll(timeout, cap=cap, clock=clock)
     pending = list(ips)
     last: dict[str, str] = {}
     while pending:
@@ -301,7 +379,6 @@ def wait_for(
         pending = [ip for ip, done, _ in results if not done]
         if not pending:
             return
-        if time.monotonic() >= deadline:
+        if not poll.wait():
             detail = "; ".join(f"{ip}: {last.get(ip, 'no answer')}" for ip in pending)
             raise WorkflowError(f"timed out after {timeout:.0f}s waiting for {what}: {detail}")
-        time.sleep(interval)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,16 @@ from ..tools.talosctl import (
 )
 from ..versions import Version, check_kubernetes_supported, upgrade_path
 from . import etcd as etcd_wf
-from .runtime import Journal, LogReporter, Reporter, cluster_lock, parallel, probe
+from .runtime import (
+    Journal,
+    LogReporter,
+    Poll,
+    Reporter,
+    cluster_lock,
+    parallel,
+    probe,
+    run_together,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,27 +205,24 @@ class Upgrader:
     def etcd_gate(self, node: Node) -> None:
         """Every member healthy and a quorum left when this node goes down."""
         cps = [n.ip for n in self.cluster.controlplanes]
-        members = parse_etcd_members(self._run(self.tc.etcd_members(node.ip), node=node.ip))
+        # read-only and independent: the member list and every member's status asked at once
+        got = run_together(
+            self.prog,
+            [
+                (self.tc.etcd_members(node.ip), node.ip),
+                *[(self.tc.etcd_status(ip), ip) for ip in cps],
+            ],
+            timeout=30,
+        )
+        if isinstance(got[0], CommandFailed):
+            raise got[0]
+        members = parse_etcd_members(got[0].stdout)
         peers = {m["peer_urls"].split("//")[1].rsplit(":", 1)[0] for m in members}
-        unhealthy = []
-        for ip in cps:
-            try:
-                self._run(
-                    [
-                        "etcd",
-                        "status",
-                        "--talosconfig",
-                        str(self.tc.talosconfig),
-                        "--nodes",
-                        ip,
-                        "--endpoints",
-                        ip,
-                    ],
-                    node=ip,
-                    timeout=30,
-                )
-            except CommandFailed as e:
-                unhealthy.append(f"{ip}: {e.output.strip().splitlines()[-1] if e.output else e}")
+        unhealthy = [
+            f"{ip}: {r.output.strip().splitlines()[-1] if r.output.strip() else r}"
+            for ip, r in zip(cps, got[1:], strict=True)
+            if isinstance(r, CommandFailed)
+        ]
         if unhealthy:
             raise GateFailed(
                 "etcd is not healthy on every member; not upgrading "
@@ -255,7 +260,7 @@ class Upgrader:
                 "(run `invoke kubeconfig`)"
             )
             return
-        deadline = time.monotonic() + self.opts.health_timeout
+        poll = Poll(self.opts.health_timeout)
         while True:
             nodes = {
                 n.ip: n
@@ -268,9 +273,8 @@ class Upgrader:
             ]
             if not bad:
                 return
-            if time.monotonic() > deadline:
+            if not poll.wait():
                 raise GateFailed(f"not Ready (or still cordoned) in Kubernetes: {', '.join(bad)}")
-            time.sleep(1)
 
     # one node ---------------------------------------------------------------------------------
     def _upgrade(self, node: Node, image: str, running: str, *, stage: bool) -> None:
@@ -532,14 +536,14 @@ def upgrade_k8s(
         with journal.step("upgrade-k8s", cp, to=target.plain()):
             run(prog, tc.upgrade_k8s(cp, target.plain(), dry_run=False), node=cp, timeout=timeout)
         progress.phase("Verify kubelets and control-plane pods")
-        deadline = time.monotonic() + 300
+        poll = Poll(300)
         while True:
             nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
             behind = [f"{n.name} ({n.kubelet})" for n in nodes if n.kubelet != target.plain()]
             ready = _control_plane_pods_ready(kubectl, kc)
             if not behind and ready:
                 break
-            if time.monotonic() > deadline:
+            if not poll.wait():
                 raise WorkflowError(
                     "after upgrade-k8s: "
                     + (
@@ -548,7 +552,6 @@ def upgrade_k8s(
                         else "control-plane pods are not all Ready"
                     )
                 )
-            time.sleep(1)
         journal.write("upgrade-k8s", "verified", None, to=target.plain())
     return K8sOutcome(current.plain(), target.plain(), None, cmds)
 

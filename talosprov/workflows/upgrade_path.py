@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shlex
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from ..tools.talosctl import Talosctl, parse_server_version
 from ..versions import Version
 from . import path as path_wf
 from . import upgrade as up_wf
-from .runtime import Journal, cluster_lock, parallel
+from .runtime import Journal, Poll, cluster_lock, parallel
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +227,7 @@ class HopUpgrader(up_wf.Upgrader):
         if self.kubectl is None or not kc.exists() or not _declares_cilium(self.repo, self.cluster):
             return
         names = {self.nodes[ip].hostname: ip for ip in ips}
-        deadline = time.monotonic() + self.opts.health_timeout
+        poll = Poll(self.opts.health_timeout)
         while True:
             pods = json.loads(
                 run(self.kubectl, Kubectl(kc).get_pods("kube-system"), timeout=60).stdout
@@ -243,11 +242,10 @@ class HopUpgrader(up_wf.Upgrader):
             bad = sorted(f"{ip} ({h})" for h, ip in names.items() if h not in ready)
             if not bad:
                 return
-            if time.monotonic() > deadline:
+            if not poll.wait():
                 raise GateFailed(
                     f"Cilium is not rolled out (no Ready cilium pod) on: {', '.join(bad)}"
                 )
-            time.sleep(1)
 
 
 def _declares_cilium(repo: Repo, cluster: Cluster) -> bool:
@@ -400,13 +398,13 @@ def k8s_hop(
         return  # done by an earlier, interrupted run
     run(prog, tc.upgrade_k8s(cp, to, dry_run=True), node=cp, timeout=timeout)
     run(prog, tc.upgrade_k8s(cp, to, dry_run=False), node=cp, timeout=timeout)
-    deadline = time.monotonic() + 300
+    poll = Poll(300)
     while True:
         nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
         behind = [f"{n.name} ({n.kubelet})" for n in nodes if n.kubelet != to]
         if not behind and up_wf._control_plane_pods_ready(kubectl, kc):
             return
-        if time.monotonic() > deadline:
+        if not poll.wait():
             raise WorkflowError(
                 f"after upgrade-k8s --to {to}: "
                 + (
@@ -415,7 +413,6 @@ def k8s_hop(
                     else "control-plane pods not Ready"
                 )
             )
-        time.sleep(1)
 
 
 # -- Kubernetes alone ------------------------------------------------------------------------------

@@ -149,8 +149,13 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
             "umask": _umask(),
         }
     )
-    socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
-    answer = _recv_exact(sock, 1)
+    try:
+        socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+        answer = _recv_exact(sock, 1)
+    except OSError:
+        # a zygote exiting (idle, or its source changed) resets the connections still waiting
+        # in its backlog: nothing has run, so the call runs elsewhere
+        raise _NotServed from None
     if answer != b"+":
         raise _NotServed
     # From here the command runs: a signal the caller gets goes to it, as if it were this process.

@@ -4,6 +4,7 @@ of a new cluster (plus its talosconfig), per config contract."""
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ def _validate_endpoint(ep: str) -> None:
         ),
         Flag("with-kubespan", "bool", help="enable KubeSpan feature"),
         Flag("with-secrets", help="use a secrets file generated using 'gen secrets'"),
-        Flag("output-dir", hidden=True),
+        Flag("output-dir", hidden=True, help="destination to output generated files"),
         FORCE,
     ],
 )
@@ -205,15 +206,8 @@ def gen_config(ctx: Ctx) -> None:
     _validate_endpoint(endpoint)
     if ctx["version"] != "v1alpha1":
         raise Fail(f'unknown config version: "{ctx["version"]}"')
-    types = ctx["output-types"]
-    if not types:
-        raise Fail("at least one output type must be specified")
-    bad = [t for t in types if t not in ("controlplane", "worker", "talosconfig")]
-    if bad:
-        raise Fail(mc.multierror([f'invalid output type: "{t}"' for t in bad]))
-    out = ctx["output"]
-    if out == "-" and len(types) > 1:
-        raise Fail("can't use multiple output types with stdout")
+    types, out = _validate_output_flags(ctx)
+    paths = _output_paths(out, types, ctx["output-dir"])
     if ctx["registry-mirror"]:
         for m in ctx["registry-mirror"]:
             if "=" not in m:
@@ -231,6 +225,9 @@ def gen_config(ctx: Ctx) -> None:
     common = load_patches(ctx["config-patch"], contract)
     cp_patches = load_patches(ctx["config-patch-control-plane"], contract)
     w_patches = load_patches(ctx["config-patch-worker"], contract)
+    # bundle.NewBundle, Verbose by default (pkg/machinery/config/bundle/bundle.go v1.7.0 L107,
+    # v1.14.0-rc.1 L108): after the flags, secrets and patches are read, before any config
+    ctx.err("generating PKI and tokens\n")
     opts = {
         "cluster_name": name,
         "endpoint": endpoint,
@@ -273,23 +270,87 @@ def gen_config(ctx: Ctx) -> None:
             },
         }
         rendered["talosconfig"] = talosconfig.dump(tc)
-    if out == "-":
-        ctx.out(next(iter(rendered.values())))
-        return
     for kind in ("controlplane", "worker", "talosconfig"):
-        if kind not in rendered:
-            continue
-        if len(types) == 1 and out:
-            path = out
-        else:
-            base = out or os.getcwd()
-            path = os.path.join(base, f"{kind}.yaml" if kind != "talosconfig" else "talosconfig")
-        if os.path.exists(path) and not ctx["force"]:
-            raise Fail(f'file "{path}" already exists, use --force to overwrite')
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(rendered[kind])
-        os.chmod(path, 0o644)
-        ctx.err(f"Created {path}\n")
+        if kind in rendered:
+            _write_to_destination(ctx, rendered[kind], paths[kind], ctx["force"])
+
+
+OUTPUT_TYPES = ("controlplane", "worker", "talosconfig")
+
+
+def _validate_output_flags(ctx: Ctx) -> tuple[list[str], str]:
+    """validateFlags (cmd/talosctl/cmd/mgmt/gen/config.go v1.7.0 L261-291, v1.14.0-rc.1
+    L268-296): the checks in this order; --output-dir then stands for --output."""
+    types, out, out_dir = ctx["output-types"], ctx["output"] or "", ctx["output-dir"] or ""
+    if not types:
+        raise Fail("at least one output type must be specified")
+    if len(types) > 1 and out == "-":
+        raise Fail("can't use multiple output types with stdout")
+    if out_dir and out:
+        raise Fail("can't use both output-dir and output")
+    bad = [t for t in types if t not in OUTPUT_TYPES]
+    if bad:
+        raise Fail(mc.multierror([f'invalid output type: "{t}"' for t in bad]))
+    return types, out_dir or out
+
+
+def _output_paths(out: str, types: list[str], out_dir: str | None) -> dict[str, str]:
+    """outputPaths (config.go v1.14.0-rc.1 L362-400): stdout, else files under the absolute
+    cwd, else `-o` as the file of a single type, else `-o`/`--output-dir` as a directory."""
+    names = {"controlplane": "controlplane.yaml", "worker": "worker.yaml"}
+    if out == "-":
+        return dict.fromkeys(OUTPUT_TYPES, "-")
+    if not out:
+        cwd = os.getcwd()
+        return {t: _go_join(cwd, names.get(t, t)) for t in OUTPUT_TYPES}
+    if len(types) == 1 and not out_dir:
+        return dict.fromkeys(OUTPUT_TYPES, out)
+    return {t: _go_join(out, names.get(t, t)) for t in OUTPUT_TYPES}
+
+
+def _go_join(*parts: str) -> str:
+    """Go's filepath.Join: joined, then Clean ("./out/" + "x" is "out/x")."""
+    joined = posixpath.normpath(posixpath.join(*[p for p in parts if p]))
+    return "/" + joined.lstrip("/") if joined.startswith("//") else joined
+
+
+def _go_os_error(op: str, path: str, e: OSError) -> str:
+    return f"{op} {path}: {(e.strerror or str(e)).lower()}"
+
+
+def _mkdir_all(path: str) -> None:
+    """os.MkdirAll(path, os.ModePerm) with its error text, wrapped as writeToDestination does."""
+    if os.path.isdir(path):
+        return
+    if os.path.lexists(path):
+        raise Fail(f"failed to create output dir: mkdir {path}: not a directory")
+    parent = posixpath.dirname(path.rstrip("/"))
+    if parent and parent != path:
+        _mkdir_all(parent)
+    try:
+        os.mkdir(path)
+    except OSError as e:
+        if not os.path.isdir(path):
+            raise Fail(f"failed to create output dir: {_go_os_error('mkdir', path, e)}") from None
+
+
+def _write_to_destination(ctx: Ctx, data: str, path: str, force: bool) -> None:
+    """writeToDestination (config.go v1.14.0-rc.1 L337-360, v1.7.0 the same): each file checked
+    when its turn comes, so earlier ones stay written; os.WriteFile's 0644 applies (through the
+    umask) only when the file is created; "Created" is printed even if the write failed."""
+    if path == "-":
+        ctx.out(data)
+        return
+    if os.path.exists(path) and not force:
+        raise Fail(f'file "{path}" already exists, use --force to overwrite')
+    _mkdir_all(posixpath.dirname(path) or ".")
+    err = None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+    except OSError as e:
+        err = _go_os_error("open", path, e)
+    ctx.err(f"Created {path}\n")
+    if err:
+        raise Fail(err)

@@ -241,6 +241,7 @@ def gen_config(ctx: Ctx) -> None:
         "with_kubespan": ctx["with-kubespan"],
         "persist": ctx.flags.values.get("persist", True),
     }
+    docs_of = TALOSCTL_VERSION if ctx["with-docs"] else None
     rendered: dict[str, str] = {}
     for kind, extra, label in (
         ("controlplane", cp_patches, "control plane configs"),
@@ -255,7 +256,11 @@ def gen_config(ctx: Ctx) -> None:
             docs = mpatch.apply(shaped, common + extra, contract)
         except mc.ConfigError as e:
             raise Fail(f"failed to generate config bundle: error patching {label}: {e}") from None
-        rendered[kind] = mc.encode_config(docs, TALOSCTL_VERSION)
+        rendered[kind] = mc.encode_config(docs, TALOSCTL_VERSION, docs_of=docs_of)
+    if rendered and ctx["with-examples"]:
+        # the examples are Go values in each release's *_types_doc.go / *_examples.go, in no
+        # published schema, so talosim cannot write them (facts10 §1); the talosconfig has none
+        raise Fail(UNSUPPORTED_EXAMPLES)
     if "talosconfig" in types:
         crt, key = pki.admin_client(bundle)
         tc = {
@@ -275,6 +280,10 @@ def gen_config(ctx: Ctx) -> None:
             _write_to_destination(ctx, rendered[kind], paths[kind], ctx["force"])
 
 
+UNSUPPORTED_EXAMPLES = (
+    "emulator: unsupported flag --with-examples for talosctl gen config "
+    "(pass --with-examples=false)"
+)
 OUTPUT_TYPES = ("controlplane", "worker", "talosconfig")
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
-from . import order
+from . import comments, order
 
 SCHEMA_DIR = Path(__file__).parents[1] / "schemas"  # talosim/schemas, beside the layers
 V1ALPHA1_KEYS = ("machine", "cluster", "debug", "persist")
@@ -90,7 +90,11 @@ def encode(docs: list[dict[str, Any]] | dict[str, Any], indent: int = 4) -> str:
 
 
 def encode_config(
-    docs: list[Any], version: str | tuple[int, int], *, json6902: bool = False
+    docs: list[Any],
+    version: str | tuple[int, int],
+    *,
+    json6902: bool = False,
+    docs_of: str | None = None,
 ) -> str:
     """A machine config as talosctl `version` writes it after decoding it into its Go types.
 
@@ -98,9 +102,12 @@ def encode_config(
     maps). When the last patch applied was JSON6902 talosctl hands on the bytes of
     ghodss/yaml.JSONToYAML instead (pkg/machinery/config/configpatcher/json6902.go and
     apply.go, v1.7.0..v1.14.0-rc.1): yaml.v2 output, every mapping's keys sorted, 2-space indent.
+    `docs_of` names the talosctl release whose field docs are written as comments (--with-docs).
     """
     if json6902:
         return encode([order.sorted_deep(d) for d in docs], indent=2)
+    if docs_of:
+        return comments.encode(order.order_docs(docs, version), docs_of, _literal)
     return encode(order.order_docs(docs, version))
 
 

@@ -65,3 +65,50 @@ def test_an_output_directory_below_a_file_is_refused_with_mkdirs_error(sim: Sim)
     r = sim.run("gen", "config", "c", EP, "-t", "talosconfig", "-o", "f/sub/tc")
     assert r.returncode == 1
     assert r.stderr.endswith("failed to create output dir: mkdir f: not a directory\n")
+
+
+def test_an_explicit_with_examples_is_refused_too(sim: Sim) -> None:
+    r = sim.run("gen", "config", "c", EP, "-t", "worker", "-o", "-", "--with-examples")
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "emulator: unsupported flag --with-examples for talosctl gen config" in r.stderr
+
+
+def test_without_docs_the_config_has_no_comment_at_all(sim: Sim) -> None:
+    # encoder.Encode with CommentsDisabled is plain yaml.Marshal (encoder.go v1.14.0-rc.1 L48-52)
+    r = sim.ok(
+        "gen", "config", "c", EP, "-t", "worker", "-o", "-", "--with-docs=false",
+        "--with-examples=false", "--config-patch",
+        "machine:\n  files:\n    - content: |\n        a\n        b\n      path: /var/f\n"
+        "      op: create\n",
+    )  # fmt: skip
+    assert "#" not in r.stdout
+    assert "    files:\n        - content: |\n" in r.stdout
+
+
+def test_docs_put_a_block_scalars_comment_after_its_indicator(sim: Sim) -> None:
+    # yaml.v3 writes a block scalar's line comment after `|`; the first key of a sequence item
+    # takes its head comment after the dash (encoder_test.go v1.14.0-rc.1 L416-421)
+    patch = (
+        "machine:\n  files:\n    - content: |\n        a\n        b\n      path: /var/f\n"
+        "      op: create\n"
+        "  network:\n    interfaces:\n      - addresses: [10.0.0.2/24]\n        interface: eth0\n"
+        "        vlans:\n          - vlanId: 5\n            addresses: [10.0.5.2/24]\n"
+    )
+    r = sim.ok(
+        "gen", "config", "c", EP, "-t", "worker", "-o", "-", "--with-examples=false",
+        "--config-patch", patch,
+    )  # fmt: skip
+    assert (
+        "    files:\n        - content: | # The contents of the file.\n              a\n"
+        "              b\n          path: /var/f # The path of the file.\n"
+    ) in r.stdout
+    assert (
+        "        interfaces:\n            - interface: eth0 # The interface name.\n"
+        "              # Assigns static IP addresses to the interface.\n              addresses:\n"
+    ) in r.stdout
+    assert (
+        "              vlans:\n"
+        "                  - # The addresses in CIDR notation or as plain IPs to use.\n"
+        "                    addresses:\n"
+    ) in r.stdout

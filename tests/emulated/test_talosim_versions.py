@@ -238,6 +238,7 @@ def test_the_schema_check_rejects_the_old_shape_under_the_1_14_schema(vsim: Vers
     vsim.ok(
         "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "cp.yaml",
         "--talos-version", "v1.9", "-t", "controlplane", "--with-docs=false",
+        "--with-examples=false",
     )  # fmt: skip
     docs = mc.decode_docs((vsim.cwd / "cp.yaml").read_text())
     errors = schema_errors(docs, (1, 14))
@@ -252,6 +253,7 @@ def test_a_node_decodes_deprecated_fields_its_schema_hides(vsim: VersionedSim) -
     r = vsim.ok(
         "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "-",
         "-t", "controlplane", "--config-patch", "@p.yaml", "--with-docs=false",
+        "--with-examples=false",
     )  # fmt: skip
     assert "    network:\n        hostname: cp-1\n" in r.stdout
     (vsim.cwd / "bad.yaml").write_text("machine:\n  networkz: {}\n")

@@ -77,3 +77,38 @@ def test_list_help_and_a_run_are_the_same_through_the_manifest(fleet_repo: Path)
     r = _invoke(fleet_repo, "render", "--check", "-c", "nope", eager=False)
     assert r.returncode == 1
     assert "unknown cluster 'nope'" in r.stderr
+
+
+def _specs(desc: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    out = {prefix + name: spec for name, spec in desc["tasks"].items()}
+    for name, sub in desc["collections"].items():
+        out.update(_specs(sub, f"{prefix}{name}."))
+    return out
+
+
+def test_a_stand_in_runs_the_real_task_found_in_its_own_module() -> None:
+    real = lazy.real_collection()
+    specs = _specs(lazy._describe(real))
+    assert "node.add" in specs
+    for path, spec in specs.items():
+        assert lazy.real_task(path, spec).body is real[path].body, path
+
+
+def test_running_one_task_imports_only_the_task_module_it_lives_in() -> None:
+    probe = (
+        "import sys; from talosprov.tasks import lazy; "
+        "lazy.real_task('status', {'name': 'status', 'module': 'talosprov.tasks.cluster'}); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('talosprov.tasks.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "talosprov.tasks.cluster" in out
+    assert not {"talosprov.tasks.upgrades", "talosprov.tasks.day2", "talosprov.tasks.plan"} & set(
+        out
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import TALOSCTL_VERSION
-from ..api import talosconfig
+from ..api import kubepki, talosconfig
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.configs import load_patches
 from ..machine import gendocs, pki, releases
@@ -20,14 +20,6 @@ COMMANDS = Commands()
 
 
 FORCE = Flag("force", "bool", short="f", help="will overwrite existing files")
-
-
-def _write_new(path: str, data: str, force: bool, mode: int) -> None:
-    if os.path.exists(path) and not force:
-        raise Fail(f'file "{path}" already exists, use --force to overwrite')
-    with open(path, "w") as f:
-        f.write(data)
-    os.chmod(path, mode)
 
 
 def bundle_from_config(doc: dict[str, Any]) -> dict[str, Any]:
@@ -55,22 +47,46 @@ def bundle_from_config(doc: dict[str, Any]) -> dict[str, Any]:
 @COMMANDS.add(
     "gen secrets",
     flags=[
-        Flag("output-file", short="o", default="secrets.yaml", help="path of the output file"),
-        Flag("talos-version", help="the desired Talos version to generate secrets bundle for"),
+        Flag(
+            "output-file",
+            short="o",
+            default="secrets.yaml",
+            help='path of the output file, or "-" for stdout'
+            if releases.since("gen_secrets_stdout", TALOSCTL_VERSION)
+            else "path of the output file",
+        ),
+        Flag(
+            "talos-version",
+            help="the desired Talos version to generate secrets bundle for (backwards compatibility, e.g. v0.8)",
+        ),
         Flag(
             "from-controlplane-config",
-            help="use the provided controlplane Talos machine configuration",
+            help="use the provided controlplane Talos machine configuration as input",
         ),
-        Flag("from-kubernetes-pki", short="p", help="use a Kubernetes PKI directory"),
-        Flag("kubernetes-bootstrap-token", short="t", help="use the provided bootstrap token"),
+        Flag(
+            "from-kubernetes-pki",
+            short="p",
+            help="use a Kubernetes PKI directory (e.g. /etc/kubernetes/pki) as input",
+        ),
+        Flag(
+            "kubernetes-bootstrap-token",
+            short="t",
+            help="use the provided bootstrap token as input",
+        ),
         FORCE,
     ],
 )
 def gen_secrets(ctx: Ctx) -> None:
     contract = mc.contract_of(ctx["talos-version"], TALOSCTL_VERSION)
     if ctx["from-kubernetes-pki"]:
-        raise Fail("emulator: unsupported flag --from-kubernetes-pki for talosctl gen secrets")
-    if ctx["from-controlplane-config"]:
+        # the only branch that reads --kubernetes-bootstrap-token, verbatim (secrets.go
+        # v1.14.0-rc.1 L48-51; v1.7.0 the same); elsewhere it is ignored
+        try:
+            certs = kubepki.read(ctx["from-kubernetes-pki"])
+        except kubepki.PKIError as e:
+            raise Fail(f"failed to create secrets bundle: {e}") from None
+        bundle = pki.gen_secrets_bundle(contract, certs, ctx["kubernetes-bootstrap-token"] or "")
+    elif ctx["from-controlplane-config"]:
         try:
             docs = mc.decode_docs(Path(ctx["from-controlplane-config"]).read_text())
             bundle = bundle_from_config(docs[0])
@@ -78,7 +94,19 @@ def gen_secrets(ctx: Ctx) -> None:
             raise Fail(f"failed to load controlplane config: {e}") from None
     else:
         bundle = pki.gen_secrets_bundle(contract)
-    _write_new(ctx["output-file"], mc.encode(bundle), ctx["force"], 0o600)
+    out = ctx["output-file"]
+    if out == "-" and releases.since("gen_secrets_stdout", TALOSCTL_VERSION):
+        ctx.out(mc.encode(bundle))
+        return
+    if os.path.exists(out) and not ctx["force"]:
+        raise Fail(f'file "{out}" already exists, use --force to overwrite')
+    # os.WriteFile(path, data, 0o600): the mode (through the umask) only on create
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(mc.encode(bundle))
+    except OSError as e:
+        raise Fail(_go_os_error("open", out, e)) from None
 
 
 def _validate_endpoint(ep: str) -> None:

@@ -214,15 +214,33 @@ def organizations(cert_pem: bytes) -> list[str]:
     return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
 
 
-def gen_secrets_bundle(contract: tuple[int, int]) -> dict[str, Any]:
-    """A secrets bundle in the key order of `talosctl gen secrets` (contract §16)."""
-    sa_kind = "ec" if contract <= (1, 6) else "rsa"
-    etcd = new_ca("ec", org="etcd")
-    k8s = new_ca("ec", org="kubernetes")
-    agg = new_ca("ec", cn="front-proxy")
-    os_ca = new_ca("ed25519", org="talos")
-    sa_key = key_pem(_key(sa_kind))
-    secrets_sec: dict[str, Any] = {"bootstraptoken": token()}
+def gen_secrets_bundle(
+    contract: tuple[int, int],
+    certs: dict[str, dict[str, str]] | None = None,
+    bootstrap_token: str = "",
+) -> dict[str, Any]:
+    """A secrets bundle in the key order of `talosctl gen secrets` (contract §16).
+
+    `certs` are entries already given (--from-kubernetes-pki) and `bootstrap_token` a token
+    given as is: bundle.populate generates only what is missing, and a token only when it is
+    empty, never checking its format (generate/secrets/bundle.go v1.14.0-rc.1 L260-353).
+    """
+    given = certs or {}
+
+    def ca(name: str, kind: str, **subject: str) -> dict[str, str]:
+        if name in given:
+            return given[name]
+        crt, key = new_ca(kind, **subject)
+        return {"crt": b64(crt), "key": b64(key)}
+
+    etcd = ca("etcd", "ec", org="etcd")
+    k8s = ca("k8s", "ec", org="kubernetes")
+    agg = ca("k8saggregator", "ec", cn="front-proxy")
+    sa = given.get("k8sserviceaccount") or {
+        "key": b64(key_pem(_key("ec" if contract <= (1, 6) else "rsa")))
+    }
+    os_ca = ca("os", "ed25519", org="talos")
+    secrets_sec: dict[str, Any] = {"bootstraptoken": bootstrap_token or token()}
     if contract <= (1, 2):
         secrets_sec["aescbcencryptionsecret"] = random_b64()
     else:
@@ -232,11 +250,11 @@ def gen_secrets_bundle(contract: tuple[int, int]) -> dict[str, Any]:
         "secrets": secrets_sec,
         "trustdinfo": {"token": token()},
         "certs": {
-            "etcd": {"crt": b64(etcd[0]), "key": b64(etcd[1])},
-            "k8s": {"crt": b64(k8s[0]), "key": b64(k8s[1])},
-            "k8saggregator": {"crt": b64(agg[0]), "key": b64(agg[1])},
-            "k8sserviceaccount": {"key": b64(sa_key)},
-            "os": {"crt": b64(os_ca[0]), "key": b64(os_ca[1])},
+            "etcd": etcd,
+            "k8s": k8s,
+            "k8saggregator": agg,
+            "k8sserviceaccount": sa,
+            "os": os_ca,
         },
     }
 

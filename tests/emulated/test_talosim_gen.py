@@ -1,11 +1,17 @@
-"""talosim's `gen config` file handling where a contract case cannot say it: absolute paths,
-the umask, modes kept on --force, write errors (cmd/talosctl/cmd/mgmt/gen/config.go)."""
+"""talosim's `gen config` and `gen secrets` where a contract case cannot say it: absolute paths,
+the umask, modes kept on --force, write errors, Kubernetes PKI directories
+(cmd/talosctl/cmd/mgmt/gen/config.go, secrets.go)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
 
 from tests.sim import Sim
 
@@ -112,3 +118,91 @@ def test_docs_put_a_block_scalars_comment_after_its_indicator(sim: Sim) -> None:
         "                  - # The addresses in CIDR notation or as plain IPs to use.\n"
         "                    addresses:\n"
     ) in r.stdout
+
+
+# -- gen secrets ---------------------------------------------------------------------------------
+def _kubeadm_pki(root: Path) -> dict[str, bytes]:
+    """A kubeadm-style PKI directory: the files NewBundleFromKubernetesPKI reads."""
+    from talosim.machine import pki
+
+    files: dict[str, bytes] = {}
+    for stem, kind in (("ca", "rsa"), ("etcd/ca", "ec"), ("front-proxy-ca", "ec")):
+        crt, key = pki.new_ca(kind, cn=stem)
+        files[f"{stem}.crt"], files[f"{stem}.key"] = crt, key
+    files["sa.key"] = pki.key_pem(pki._key("ec"))
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def test_from_kubernetes_pki_keeps_the_files_and_the_token_verbatim(sim: Sim) -> None:
+    # no token format check anywhere: Talos's own test passes "test-token" and expects it back
+    # (internal/integration/cli/gen.go v1.14.0-rc.1 L210-240)
+    files = _kubeadm_pki(sim.cwd / "pki")
+    sim.ok("gen", "secrets", "-p", "pki", "-t", "test-token")
+    bundle = yaml.safe_load((sim.cwd / "secrets.yaml").read_text())
+    certs = bundle["certs"]
+    b64 = {k: base64.b64encode(v).decode() for k, v in files.items()}
+    assert certs["k8s"] == {"crt": b64["ca.crt"], "key": b64["ca.key"]}
+    assert certs["etcd"] == {"crt": b64["etcd/ca.crt"], "key": b64["etcd/ca.key"]}
+    agg = {"crt": b64["front-proxy-ca.crt"], "key": b64["front-proxy-ca.key"]}
+    assert certs["k8saggregator"] == agg
+    assert certs["k8sserviceaccount"] == {"key": b64["sa.key"]}
+    assert certs["os"]["crt"].startswith("LS0t")
+    assert bundle["secrets"]["bootstraptoken"] == "test-token"
+    sim.ok(
+        "gen", "config", "c", EP, "--with-secrets", "secrets.yaml", "-t", "worker", "-o", "w.yaml",
+        "--with-examples=false", "--with-docs=false",
+    )  # fmt: skip
+    assert yaml.safe_load((sim.cwd / "w.yaml").read_text())["cluster"]["token"] == "test-token"
+
+
+def test_the_bootstrap_token_is_ignored_without_a_kubernetes_pki(sim: Sim) -> None:
+    sim.ok("gen", "secrets", "-t", "test-token")
+    token = yaml.safe_load((sim.cwd / "secrets.yaml").read_text())["secrets"]["bootstraptoken"]
+    assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
+
+
+def test_from_kubernetes_pki_without_a_token_generates_one(sim: Sim) -> None:
+    _kubeadm_pki(sim.cwd / "pki")
+    r = sim.ok("gen", "secrets", "-p", "pki", "-o", "s.yaml")
+    assert r.stderr == ""
+    token = yaml.safe_load((sim.cwd / "s.yaml").read_text())["secrets"]["bootstraptoken"]
+    assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
+
+
+def test_kubernetes_pki_errors_are_talosctls(sim: Sim) -> None:
+    # secrets.go wraps them "failed to create secrets bundle: %w" (v1.14.0-rc.1 L71-73)
+    def err(*args: str) -> str:
+        r = sim.run("gen", "secrets", *args)
+        assert r.returncode == 1
+        assert not (sim.cwd / "secrets.yaml").exists()
+        return r.stderr
+
+    assert err("-p", "nope") == (
+        "failed to create secrets bundle: stat nope: no such file or directory\n"
+    )
+    (sim.cwd / "file").write_text("")
+    assert err("-p", "file") == 'failed to create secrets bundle: "file" is not a directory\n'
+    files = _kubeadm_pki(sim.cwd / "pki")
+    (sim.cwd / "pki" / "sa.key").unlink()
+    assert err("-p", "pki") == (
+        "failed to create secrets bundle: open pki/sa.key: no such file or directory\n"
+    )
+    (sim.cwd / "pki" / "sa.key").write_bytes(files["ca.crt"])
+    assert err("-p", "pki") == (
+        'failed to create secrets bundle: unsupported key type "CERTIFICATE"\n'
+    )
+    (sim.cwd / "pki" / "etcd" / "ca.key").write_text("not pem\n")
+    assert err("-p", "pki") == "failed to create secrets bundle: failed to parse PEM block\n"
+
+
+def test_gen_secrets_writes_0600_through_the_umask_and_force_keeps_the_mode(sim: Sim) -> None:
+    # os.WriteFile(path, data, 0o600) (secrets.go v1.14.0-rc.1 L92; v1.7.0 the same)
+    with umask(0o027):
+        sim.ok("gen", "secrets")
+    assert _mode(sim, "secrets.yaml") == "0o600"
+    (sim.cwd / "secrets.yaml").chmod(0o640)
+    sim.ok("gen", "secrets", "--force")
+    assert _mode(sim, "secrets.yaml") == "0o640"

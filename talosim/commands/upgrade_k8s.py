@@ -10,8 +10,8 @@ from .. import TALOSCTL_VERSION
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.conn import Conn, single
 from ..api.errors import RPC
+from ..machine import gendocs, manifests, releases
 from ..machine import machineconfig as mc
-from ..machine import manifests, releases
 from ..machine import nodes as N
 from ..machine.faults import take_fault
 
@@ -124,7 +124,8 @@ def upgrade_k8s(ctx: Ctx) -> None:
     else:
         frm = min(
             (r.get("kubelet_version") or "0.0.0" for r in cps),
-            key=lambda v: tuple(int(x) for x in v.split(".")),
+            # a pre-release kubelet (1.37.0-rc.0) counts by its numbers
+            key=lambda v: releases.parse("v" + v.removeprefix("v")),
         )
         ctx.out(f"automatically detected the lowest Kubernetes version {frm}\n")
     f_minor, t_minor = _minor(frm), _minor(to)
@@ -174,13 +175,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
             )
             if not _k8s_begin(ctx, r["ip"], comp, f"v{cur}", cur == to, to, dry, echo=True):
                 continue
-            _k8s_step(
-                ctx,
-                r["ip"],
-                lambda c, k=key, comp=comp: (
-                    c["cluster"].setdefault(k, {}).update({"image": f"{repo[comp]}:v{to}"})
-                ),
-            )
+            _k8s_step(ctx, r["ip"], key, f"{repo[comp]}:v{to}")
             ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
             ctx.out(f' > "{r["ip"]}": waiting for {comp} pod update\n')
             ctx.out(f' < "{r["ip"]}": successfully updated\n')
@@ -190,15 +185,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
         if dry:
             ctx.out(" > skipped in dry-run\n")
             continue
-        _k8s_step(
-            ctx,
-            r["ip"],
-            lambda c: (
-                c["cluster"]
-                .setdefault("proxy", {})
-                .update({"image": f"{repo['kube-proxy']}:v{to}"})
-            ),
-        )
+        _k8s_step(ctx, r["ip"], "proxy", f"{repo['kube-proxy']}:v{to}")
     if ctx["upgrade-kubelet"]:
         ctx.out(f'updating kubelet to version "{to}"\n')
         for r in cps + workers:
@@ -214,10 +201,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
                     f"{fault.get('message', 'injected failure')}"
                 )
 
-            def kub(c: dict[str, Any]) -> None:
-                c["machine"].setdefault("kubelet", {})["image"] = f"{repo['kubelet']}:v{to}"
-
-            _k8s_step(ctx, r["ip"], kub, kubelet=to)
+            _k8s_step(ctx, r["ip"], "kubelet", f"{repo['kubelet']}:v{to}", kubelet=to)
             ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
             ctx.out(f' > "{r["ip"]}": waiting for kubelet restart\n')
             ctx.out(f' > "{r["ip"]}": waiting for node update\n')
@@ -265,15 +249,49 @@ def _k8s_begin(
     return True
 
 
-def _k8s_step(ctx: Ctx, ip: str, change: Any, kubelet: str | None = None) -> None:
+# The document of each component's image from contract 1.14 (pkg/machinery/config/types/k8s
+# @v1.14.0-rc.1), and its v1alpha1 path before: KubeCoreDNSConfig is never patched.
+COMPONENT_DOCS = {
+    "apiServer": ("KubeAPIServerConfig", ("cluster", "apiServer")),
+    "controllerManager": ("KubeControllerManagerConfig", ("cluster", "controllerManager")),
+    "scheduler": ("KubeSchedulerConfig", ("cluster", "scheduler")),
+    "proxy": ("KubeProxyConfig", ("cluster", "proxy")),
+    "kubelet": ("KubeletConfig", ("machine", "kubelet")),
+}
+
+
+def patch_image(docs: list[Any], component: str, image: str) -> None:
+    """Set a component's image where talosctl patches it.
+
+    stdpatches.GuessVersionContract* (generate/stdpatches/guess.go @v1.14.0-rc.1 L12-60) picks
+    per document: a config that has the component's Kube* document gets a document patch,
+    merged strategically so only `image` changes and every other document stays
+    (configpatcher/strategic.go); one without it gets the v1alpha1 patch, as every config before
+    contract 1.14 does. Adding the v1alpha1 field next to the document would make Talos refuse
+    the config ("kube-apiserver config is already set in v1alpha1 config").
+    """
+    kind, (section, key) = COMPONENT_DOCS[component]
+    for d in docs:
+        if isinstance(d, dict) and d.get("kind") == kind:
+            d["image"] = image
+            return
+    v1 = next(d for d in docs if isinstance(d, dict) and mc.is_v1alpha1(d))
+    part = v1.setdefault(section, {})
+    part.setdefault(key, {})["image"] = image
+
+
+def _k8s_step(ctx: Ctx, ip: str, component: str, image: str, kubelet: str | None = None) -> None:
     state = ctx.state
     with state.locked():
         r = N.load(state, ip)
         assert r is not None
-        change(r["config"])
-        # talosctl re-encodes the patched config from its Go structs (pkg/cluster/kubernetes)
-        r["config_text"] = mc.encode_config([r["config"]], TALOSCTL_VERSION)
-        r["config"] = mc.decode_docs(r["config_text"])[0]
+        docs = mc.decode_docs(r["config_text"]) if r.get("config_text") else [r["config"]]
+        patch_image(docs, component, image)
+        # talosctl re-encodes the whole patched config, every document, from its Go structs
+        # (pkg/cluster/kubernetes/patch.go patchNodeConfig @v1.14.0-rc.1 L22-66)
+        r["config_text"] = mc.encode_config(docs, TALOSCTL_VERSION)
+        folded = gendocs.fold_docs(mc.decode_docs(r["config_text"]))
+        r["config"] = next(d for d in folded if isinstance(d, dict) and mc.is_v1alpha1(d))
         if kubelet:
             r["kubelet_version"] = kubelet
         r["resource_version"] = r.get("resource_version", 1) + 1

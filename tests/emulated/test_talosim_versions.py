@@ -211,6 +211,15 @@ def _run_case(spec: dict[str, Any], vsim: VersionedSim) -> None:
         docs = mc.decode_docs((vsim.cwd / rel).read_text())
         mm = releases.minor_of(f"v{minor}.0")
         assert schema_errors(docs, mm) == [], rel
+    for ip, want in (spec.get("node_config") or {}).items():
+        node = json.loads((vsim.state / "nodes" / f"{ip}.json").read_text())
+        text = node["config_text"]
+        if "docs" in want:
+            assert kinds_of(mc.decode_docs(text)) == want["docs"], ip
+        for part in want.get("contains", []):
+            assert part in text, f"{part!r} not in the config of {ip}:\n{text}"
+        for part in want.get("lacks", []):
+            assert part not in text, f"{part!r} in the config of {ip}"
     for rel, facts in (spec.get("node") or {}).items():
         node = json.loads((vsim.state / "nodes" / f"{rel}.json").read_text())
         for key, value in facts.items():

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from .. import TALOSCTL_VERSION
+from ..api import lifecycle as progress
 from ..api.command import Commands, Ctx, Fail, Flag, table
 from ..api.conn import Conn, for_each
 from ..api.errors import RPC
@@ -68,6 +69,52 @@ def _image_version(image: str) -> str:
     return tag
 
 
+# The LifecycleService path's flags (upgrade.go @v1.13.0 L346-361, @v1.14.0-rc.1 L357-375).
+LIFECYCLE_FLAGS = [
+    Flag(
+        "namespace",
+        default="system",
+        help='namespace to use: "system" (etcd and kubelet images), "cri" for all Kubernetes '
+        'workloads, "inmem" for in-memory containerd instance',
+    ),
+    # auto and plain differ only on a terminal, which talosim's stderr never is
+    Flag(
+        "progress",
+        default="auto",
+        choices=("auto", "plain"),
+        help="output mode for upgrade progress. Values: [auto plain]",
+    ),  # fmt: skip
+    *(
+        # installing without the reboot would leave a node between versions, which talosim's
+        # node model has no state for
+        [
+            Flag(
+                "no-reboot",
+                "bool",
+                help="do not reboot the node after upgrade (skip reboot and drain)",
+                modelled=False,
+            )
+        ]
+        if releases.since("upgrade_no_reboot", TALOSCTL_VERSION)
+        else []
+    ),
+    Flag(
+        "drain",
+        "bool",
+        default=True,
+        help="drain the Kubernetes node before rebooting (cordon + evict pods)",
+    ),
+    # talosim's drain never waits, so the timeout cannot expire
+    Flag(
+        "drain-timeout",
+        "duration",
+        default=300.0,
+        help="timeout for draining the Kubernetes node",
+    ),
+]
+NAMESPACES = ("system", "cri", "inmem")
+
+
 @COMMANDS.add(
     "upgrade",
     flags=[
@@ -87,7 +134,7 @@ def _image_version(image: str) -> str:
         Flag("stage", "bool", short="s", help="stage the upgrade to perform it after a reboot"),
         # talosctl >= 1.13 (cmd/talosctl/cmd/talos/upgrade.go @v1.13.9: BoolVar "legacy")
         *(
-            [Flag("legacy", "bool", help="force use of legacy upgrade method")]
+            [Flag("legacy", "bool", help="force use of legacy upgrade method"), *LIFECYCLE_FLAGS]
             if releases.since("lifecycle_upgrade", TALOSCTL_VERSION)
             else []
         ),
@@ -108,7 +155,10 @@ def _image_version(image: str) -> str:
 def upgrade(ctx: Ctx) -> None:
     if ctx["reboot-mode"] not in ("default", "powercycle"):
         raise Fail(f"invalid reboot mode: {ctx['reboot-mode']}")
-    wait = ctx["wait"] or ctx["debug"]
+    # RunE: --debug and, from 1.13, --drain (default true) turn --wait on, for the legacy
+    # fallback too (upgrade.go @v1.13.0 L65-72, @v1.14.0-rc.1 L64-73)
+    drain = bool(ctx.flags.values.get("drain"))
+    wait = ctx["wait"] or ctx["debug"] or drain
     if wait and ctx["insecure"]:
         raise Fail("cannot use --wait and --insecure together")
     if ctx["insecure"]:
@@ -120,23 +170,25 @@ def upgrade(ctx: Ctx) -> None:
             "WARNING: Forcing use of legacy upgrade method. This flag is deprecated and will be "
             "removed in Talos 1.18.\n"
         )
+    if ctx.flags.values.get("namespace", "system") not in NAMESPACES:
+        # containerdInstance (cmd/talosctl/cmd/talos/image.go @v1.14.0-rc.1 L76-99)
+        raise Fail(f'unsupported namespace "{ctx["namespace"]}"')
     conn = Conn(ctx, False)
     state = ctx.state
     acks: list[tuple[str, str]] = []
     boot_ids: dict[str, str] = {}
+    lifecycle = _lifecycle_path(ctx, state, conn.nodes)
 
     def one(node: dict[str, Any]) -> None:
         version = _image_version(ctx["image"])
         with state.locked():
             node = N.load(state, node["ip"]) or node
             # LifecycleService.Upgrade (talosctl and node >= 1.13) has no etcd quorum guard
-            lifecycle = releases.uses_lifecycle_upgrade(TALOSCTL_VERSION, node["talos_version"])
-            lifecycle = lifecycle and not ctx.flags.values.get("legacy")
             if N.is_controlplane(node) and not ctx["force"] and not lifecycle:
                 _upgrade_checks(state, node, ctx["preserve"])
             boot_ids[node["ip"]] = node["boot_id"]
             settings = state.fleet()["settings"]
-            if ctx["stage"] and _stage_honoured(ctx, node):
+            if ctx["stage"] and _stage_honoured(node, lifecycle):
                 rollback = take_fault(state, node["ip"], "upgrade", ("rollback",))
                 up = {"image": ctx["image"], "version": version, "rollback": bool(rollback)}
                 N.event(node, "upgrade staged", image=ctx["image"])
@@ -185,6 +237,9 @@ def upgrade(ctx: Ctx) -> None:
             (node["ip"], time.strftime("%Y-%m-%d %H:%M:%S.000000000 +0000 UTC", time.gmtime()))
         )
 
+    if lifecycle:
+        _upgrade_lifecycle(ctx, conn, one, boot_ids, drain, wait)
+        return
     if wait:
         # a staged upgrade is waited for too: its sequence reboots the node by itself
         tracked(ctx, conn, "upgrade", one)
@@ -221,16 +276,64 @@ def _warn_deprecated_upgrade_flags(ctx: Ctx) -> None:
             )
 
 
-def _stage_honoured(ctx: Ctx, node: dict[str, Any]) -> bool:
+def _lifecycle_path(ctx: Ctx, state: State, ips: list[str]) -> bool:
+    """Whether the upgrade goes through LifecycleService: talosctl >= 1.13 without --legacy,
+    and every node inside talosUpgradeAPIVersionRange (">1.13.0-alpha.2 <2.0.0",
+    helpers.TalosVersionCheck over all nodes), else the whole command falls back."""
+    if not releases.since("lifecycle_upgrade", TALOSCTL_VERSION) or ctx.flags.values.get("legacy"):
+        return False
+    nodes = [N.load(state, ip) for ip in ips]
+    if all(n and releases.since("lifecycle_upgrade", n["talos_version"]) for n in nodes):
+        return True
+    ctx.err("New upgrade API is not available, falling back to legacy\n")
+    return False
+
+
+def _stage_honoured(node: dict[str, Any], lifecycle: bool) -> bool:
     """Whether `--stage` reaches a StageUpgrade sequence: always up to talosctl v1.12; from
     v1.13 only on the legacy path (a node older than 1.13, or --legacy)."""
-    if _client_minor() < LIFECYCLE_UPGRADE_FROM or ctx.flags.values.get("legacy"):
-        return True
-    if _minor(node["talos_version"]) < LIFECYCLE_UPGRADE_FROM:
-        ctx.err("New upgrade API is not available, falling back to legacy\n")
+    if not lifecycle:
         return True
     N.event(node, "upgrade --stage ignored (LifecycleService path)")
     return False
+
+
+def _upgrade_lifecycle(
+    ctx: Ctx, conn: Conn, one: Any, boot_ids: dict[str, str], drain: bool, wait: bool
+) -> None:
+    """upgradeViaLifecycleService (upgrade.go @v1.13.9 L92-244, @v1.14.0-rc.1 L64-243): pull,
+    install, drain, reboot (tracked when waiting), uncordon; nothing on stdout.
+
+    talosim's node goes through its usual upgrade timeline, so the tracker also sees the
+    UPGRADING stage that the real install stream covers before the reboot."""
+    state = ctx.state
+    rep = progress.Reporter(ctx)
+    pods: dict[str, list[str]] = {}
+    for ip in conn.nodes:
+        node = N.load(state, ip)
+        if node and drain:
+            pods[N.hostname(node)] = progress.evictable_pods(state, node)
+        try:
+            one(conn.target(ip, "upgrade"))
+        except RPC as e:
+            raise Fail(f"error pulling upgrade image: error from node {ip}: {e}") from None
+    progress.pulled(rep, conn.nodes, ctx["image"])
+    # an installer that fails is reported by its exit code; talosim's failures are its own
+    # (faults, installer pre-flight), which it reports as exit code 1
+    failed = {ip: 1 for ip in conn.nodes if (N.load(state, ip) or {}).get("upgrade_failure")}
+    new_wording = releases.minor_of(TALOSCTL_VERSION) >= (1, 14)
+    progress.installed(rep, conn.nodes, failed, new_wording)
+    if failed:
+        raise Fail(
+            "error during upgrade: "
+            + "\n".join(f"node {ip}: upgrade failed with exit code {c}" for ip, c in failed.items())
+        )
+    if drain:
+        progress.drained(rep, pods)
+    if wait:
+        tracker(ctx, conn.nodes, boot_ids, ctx["timeout"])
+    if drain:
+        progress.uncordoned(rep, list(pods))
 
 
 def _upgrade_wait(ctx: Ctx, ips: list[str], boot_ids: dict[str, str]) -> None:

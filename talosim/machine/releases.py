@@ -91,9 +91,16 @@ def default_kubernetes(tag: str) -> str:
 
 
 def since(change: str, version: str | tuple[int, int]) -> bool:
-    """Whether `version` (a tag or a (major, minor)) already behaves as `change` describes."""
+    """Whether `version` (a tag or a (major, minor)) already behaves as `change` describes.
+
+    A change is dated by a minor ("1.13") or, when it landed in a patch release, by that
+    release ("1.13.7"; a bare (major, minor) then counts as its .0)."""
+    at = str(_data()["changes"][change])
+    if at.count(".") == 2:
+        v = (*version, 0) if isinstance(version, tuple) else parse(version)
+        return v >= parse("v" + at)
     mm = version if isinstance(version, tuple) else minor_of(version)
-    return mm >= _minor_tuple(_data()["changes"][change])
+    return mm >= _minor_tuple(at)
 
 
 # -- Kubernetes support -------------------------------------------------------------------------

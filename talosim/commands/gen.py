@@ -286,8 +286,9 @@ def gen_config(ctx: Ctx) -> None:
             raise Fail(f"failed to generate config bundle: error patching {label}: {e}") from None
         rendered[kind] = mc.encode_config(docs, TALOSCTL_VERSION, docs_of=docs_of)
     if rendered and ctx["with-examples"]:
-        # the examples are Go values in each release's *_types_doc.go / *_examples.go, in no
-        # published schema, so talosim cannot write them (facts10 §1); the talosconfig has none
+        # the examples are Go values in each release's *_types_doc.go / *_examples.go (e.g.
+        # AddExample in v1alpha1_types_doc.go @v1.14.0-rc.1), in no published schema, so talosim
+        # cannot write them; the talosconfig has none
         raise Fail(UNSUPPORTED_EXAMPLES)
     if "talosconfig" in types:
         crt, key = pki.admin_client(bundle)

@@ -1,13 +1,13 @@
-"""The documentation comments `talosctl gen config --with-docs` (and `upgrade-k8s --with-docs`
-when it re-encodes a node's config) writes into a machine config.
+"""The documentation comments `talosctl gen config --with-docs` writes into a machine config
+(upgrade-k8s re-encodes node configs with the same encoder; talosim models it only for gen).
 
 pkg/machinery/config/encoder/encoder.go `addToMap` (v1.7.0 .. v1.14.0-rc.1) gives every field
 the LineComment of its docgen doc, which tools/docgen/main.go `parseComment` takes from the first
 line of the field's description: a scalar value carries it as a line comment
 (`key: value # text`), a mapping or sequence value (flow `{}`/`[]` included) as a head comment
 line above the key. Map entries get none (`addToMap(node, nil, ...)`), nor do the inline
-`apiVersion`/`kind` of the meta.Meta documents, nor the document itself (the capture of
-talosctl v1.7.1 in facts10 §1 starts `version: v1alpha1 # Indicates ...`).
+`apiVersion`/`kind` of the meta.Meta documents, nor the document itself (real talosctl
+v1.7.1 output starts `version: v1alpha1 # Indicates ...`).
 
 The texts come from the published JSON schema of the talosctl release, whose
 `markdownDescription` is the same description (checked: the first lines equal the docgen

@@ -149,27 +149,38 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
             "umask": _umask(),
         }
     )
+    # A signal the caller gets goes to the command, as if it were this process. One that comes
+    # before the zygote has said whether it serves the call waits for that answer.
+    pending: list[int] = []
+    served: list[bool] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not served:
+            pending.append(signum)
+            return
+        try:
+            sock.sendall(bytes([signum]))
+        except OSError:
+            pass
+
+    signums = [getattr(signal, name) for name in _FORWARDED]
+    previous = {signum: signal.signal(signum, on_signal) for signum in signums}
     try:
         socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
         answer = _recv_exact(sock, 1)
     except OSError:
         # a zygote exiting (idle, or its source changed) resets the connections still waiting
         # in its backlog: nothing has run, so the call runs elsewhere
-        raise _NotServed from None
+        answer = b""
     if answer != b"+":
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in pending:  # the call runs in this process now: so do its signals
+            os.kill(os.getpid(), signum)
         raise _NotServed
-    # From here the command runs: a signal the caller gets goes to it, as if it were this process.
-    forwarded: list[int] = []
-
-    def forward(signum: int, _frame: Any) -> None:
-        forwarded.append(signum)
-        try:
-            sock.sendall(bytes([signum]))
-        except OSError:
-            pass
-
-    for name in _FORWARDED:
-        signal.signal(getattr(signal, name), forward)
+    served.append(True)
+    for signum in pending:
+        on_signal(signum, None)
     status = _recv_exact(sock, 4)
     if len(status) < 4:
         # the supervisor is gone without a status (killed): say so as a dead talosctl would
@@ -238,7 +249,7 @@ def _sources() -> dict[str, float]:
 
 
 def _warm_up() -> None:
-    """Import every talosim module now, once, so that no child pays for it."""
+    """Import every talosim module and fill its caches now, once, so that no child pays."""
     import importlib
     import pkgutil
 
@@ -248,6 +259,9 @@ def _warm_up() -> None:
         if mod.name.rsplit(".", 1)[-1] in ("__main__", "zygote", "goorder"):
             continue
         importlib.import_module(mod.name)
+    from talosim.machine import warm
+
+    warm.prewarm()
 
 
 def serve(address: bytes) -> None:

@@ -225,23 +225,27 @@ def decoding_schema(minor: tuple[int, int]) -> dict[str, Any]:
 
     From 1.12 the published schema hides deprecated v1alpha1 fields (docgen:nodoc), but the Go
     types still declare them, so configs that carry them decode fine. The schema of a later
-    minor is therefore widened with the properties of the v1.9 definitions.
+    minor is therefore widened with the properties of the definitions of every minor from v1.9
+    up to it, newest first: a field added after v1.9 and hidden again later (1.14 hides
+    machine.install.grubUseUKICmdline, which the 1.12 and 1.13 contracts write; the Go field is
+    still in v1alpha1_types.go @v1.14.0-rc.1) decodes too.
     """
     own = exact_schema(minor)
     if minor <= LEGACY_BASE:
         return own
     merged = copy.deepcopy(own)
-    base = exact_schema(LEGACY_BASE)
-    for name, bdef in base["$defs"].items():
-        mdef = merged["$defs"].get(name)
-        if mdef is None:
-            merged["$defs"][name] = copy.deepcopy(bdef)
-            continue
-        props = mdef.get("properties")
-        bprops = bdef.get("properties")
-        if isinstance(props, dict) and isinstance(bprops, dict):
-            for key, sub in bprops.items():
-                props.setdefault(key, copy.deepcopy(sub))
+    earlier = [m for m in minors() if LEGACY_BASE <= m < minor]
+    for base in (exact_schema(m) for m in reversed(earlier)):
+        for name, bdef in base["$defs"].items():
+            mdef = merged["$defs"].get(name)
+            if mdef is None:
+                merged["$defs"][name] = copy.deepcopy(bdef)
+                continue
+            props = mdef.get("properties")
+            bprops = bdef.get("properties")
+            if isinstance(props, dict) and isinstance(bprops, dict):
+                for key, sub in bprops.items():
+                    props.setdefault(key, copy.deepcopy(sub))
     return merged
 
 

@@ -88,7 +88,19 @@ def run_here(argv: list[str]) -> int:
     check_version()
     from .cli import main
 
+    _handle_interrupts()
     return main(argv)
+
+
+def _handle_interrupts() -> None:
+    """Ctrl-C ends a waiting call even when Python swallows one KeyboardInterrupt (see
+    talosim.machine.clock.on_interrupt); only where SIGINT is not ignored, as Python itself."""
+    import signal
+
+    from .machine import clock
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, clock.on_interrupt)
 
 
 def _via_zygote(argv: list[str], *, require: bool) -> int | None:
@@ -407,6 +419,7 @@ def _become_caller(request: dict[str, Any], fds: list[int]) -> None:
     os.umask(request["umask"])
     # a fresh interpreter's handlers (SIGPIPE stays ignored, as CPython sets it at start-up)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _handle_interrupts()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     # what a fresh interpreter builds for its standard streams (UTF-8; stderr line-buffered);

@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+from ..machine import clock
 from ..machine import nodes as N
 from .command import Ctx, Fail, Flag
 from .conn import Conn
@@ -60,7 +61,7 @@ def tracker(
                     if ip not in done:
                         ctx.err(f'"{ip}": context deadline exceeded\n')
                 raise Fail("", suppress=True)
-            time.sleep(0.1)
+            clock.sleep(0.1)
 
 
 # The action tracker's flags, shared by upgrade, reboot and reset (cmd/talosctl/cmd/talos/track.go)

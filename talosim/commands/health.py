@@ -8,8 +8,8 @@ import time
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.conn import Conn, single
 from ..api.errors import RPC, refused
+from ..machine import clock, releases
 from ..machine import nodes as N
-from ..machine import releases
 from ..machine.checks import CHECKS_17, CHECKS_18, check
 
 COMMANDS = Commands()
@@ -74,4 +74,4 @@ def health(ctx: Ctx) -> None:
                     "healthcheck error: rpc error: code = DeadlineExceeded desc = "
                     "context deadline exceeded"
                 )
-            time.sleep(min(0.2, max(0.0, deadline - time.time())))
+            clock.sleep(min(0.2, max(0.0, deadline - time.time())))

@@ -35,4 +35,26 @@ def now(root: Path | None = None) -> float:
 def wait_until(t: float, root: Path | None = None, poll: float = 0.05) -> None:
     """Sleep until the emulated clock reaches t (forever while it is frozen before t)."""
     while now(root) < t:
-        time.sleep(poll)
+        sleep(poll)
+
+
+# Ctrl-C must end a waiting call as it ends a real talosctl. Python raises KeyboardInterrupt at
+# the next bytecode, and when that is inside a weakref callback or __del__ it prints "Exception
+# ignored in: ..." and carries on: the call then waited forever on a frozen clock (seen in the
+# zygote's signal test under load). The entry points install this handler; every wait sleeps
+# through `sleep`, which re-raises an interrupt that was swallowed.
+_interrupted: list[int] = []
+
+
+def on_interrupt(signum: int, _frame: Any) -> None:
+    _interrupted.append(signum)
+    raise KeyboardInterrupt
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep that an interrupt swallowed elsewhere cannot outlive."""
+    if _interrupted:
+        raise KeyboardInterrupt
+    time.sleep(seconds)
+    if _interrupted:
+        raise KeyboardInterrupt

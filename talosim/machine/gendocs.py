@@ -13,6 +13,8 @@ import base64
 import copy
 from typing import Any
 
+from .machineconfig import pod_security_configuration
+
 # Contract thresholds (pkg/machinery/config/contract.go @v1.14.0-rc.1).
 MULTIDOC_NETWORK = (1, 12)  # MultidocNetworkConfigSupported, HideRBACAndKeyUsage, HideDisablePSP,
 # GrubUseUKICmdlineDefault, !PopulateClusterSANsFromEndpoint: all Greater(TalosVersion1_11)
@@ -195,19 +197,7 @@ def _controlplane_114(bundle: dict[str, Any], opts: dict[str, Any]) -> list[dict
     api: dict[str, Any] = {"image": f"registry.k8s.io/kube-apiserver:v{k8s}"}
     if opts["additional_sans"]:
         api["certExtraSANs"] = list(opts["additional_sans"])
-    pod_security = {
-        "apiVersion": "pod-security.admission.config.k8s.io/v1alpha1",
-        "defaults": {
-            "audit": "restricted",
-            "audit-version": "latest",
-            "enforce": "baseline",
-            "enforce-version": "latest",
-            "warn": "restricted",
-            "warn-version": "latest",
-        },
-        "exemptions": {"namespaces": ["kube-system"], "runtimeClasses": [], "usernames": []},
-        "kind": "PodSecurityConfiguration",
-    }
+    pod_security = pod_security_configuration()
     return [
         _doc(
             "KubeAggregatorCAConfig",

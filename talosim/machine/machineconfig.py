@@ -44,6 +44,24 @@ def schema(contract: tuple[int, int]) -> dict[str, Any]:
     return decoding_schema(contract)
 
 
+def pod_security_configuration() -> dict[str, Any]:
+    """The PodSecurity admission plugin's configuration that gen config writes (v1alpha1's
+    cluster.apiServer.admissionControl, and 1.14's KubeAdmissionControlConfig document)."""
+    return {
+        "apiVersion": "pod-security.admission.config.k8s.io/v1alpha1",
+        "defaults": {
+            "audit": "restricted",
+            "audit-version": "latest",
+            "enforce": "baseline",
+            "enforce-version": "latest",
+            "warn": "restricted",
+            "warn-version": "latest",
+        },
+        "exemptions": {"namespaces": ["kube-system"], "runtimeClasses": [], "usernames": []},
+        "kind": "PodSecurityConfiguration",
+    }
+
+
 # -- encoding ----------------------------------------------------------------------------------
 def _literal(node: Any) -> Any:
     if isinstance(node, dict):
@@ -225,19 +243,7 @@ def check_unknown(doc: dict[str, Any], contract: tuple[int, int], allow_delete: 
 def _pod_security() -> dict[str, Any]:
     return {
         "name": "PodSecurity",
-        "configuration": {
-            "apiVersion": "pod-security.admission.config.k8s.io/v1alpha1",
-            "defaults": {
-                "audit": "restricted",
-                "audit-version": "latest",
-                "enforce": "baseline",
-                "enforce-version": "latest",
-                "warn": "restricted",
-                "warn-version": "latest",
-            },
-            "exemptions": {"namespaces": ["kube-system"], "runtimeClasses": [], "usernames": []},
-            "kind": "PodSecurityConfiguration",
-        },
+        "configuration": pod_security_configuration(),
     }
 
 

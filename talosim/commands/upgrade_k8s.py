@@ -32,8 +32,7 @@ def _minor(v: str) -> tuple[int, int]:
             default=releases.default_kubernetes(TALOSCTL_VERSION),
             help="the Kubernetes control plane version to upgrade to",
         ),
-        # talosim's upgrade-k8s always reaches the emulated API server and re-encodes configs
-        # without documentation: those three flags are not modelled
+        # talosim's upgrade-k8s always reaches the emulated API server
         Flag("endpoint", help="the cluster control plane endpoint", modelled=False),
         Flag("dry-run", "bool", help="skip the actual upgrade and show the upgrade plan instead"),
         Flag("pre-pull-images", "bool", default=True, help="pre-pull images before upgrade"),
@@ -43,14 +42,12 @@ def _minor(v: str) -> tuple[int, int]:
             "bool",
             default=True,
             help="patch all machine configs adding the documentation for each field",
-            modelled=False,
         ),
         Flag(
             "with-examples",
             "bool",
             default=True,
             help="patch all machine configs with the commented examples",
-            modelled=False,
         ),
         # image repositories; the tag is always v<to> (v1.7.0 pkg/machinery/constants/constants.go
         # for the defaults, pkg/cluster/kubernetes/talos_managed.go for "%s:v%s")
@@ -142,11 +139,19 @@ def upgrade_k8s(ctx: Ctx) -> None:
                 f"error creating upgrade path: Kubernetes {to} is not supported by Talos "
                 f"{r['talos_version']} on node {r['ip']} (newest supported: {cap})"
             )
+    if ctx["with-examples"] and not ctx["dry-run"]:
+        # a dry run encodes nothing: its patchers return errUpdateSkipped before patchNodeConfig
+        # encodes (pkg/cluster/kubernetes talos_managed.go staticPodImage, kubelet.go
+        # upgradeKubeletPatcher @v1.14.0-rc.1), so only a real run needs the examples
+        raise Fail(UNSUPPORTED_EXAMPLES)
     ctx.out(f"discovered controlplane nodes [{' '.join(json.dumps(r['ip']) for r in cps)}]\n")
     ctx.out(f"discovered worker nodes [{' '.join(json.dumps(r['ip']) for r in workers)}]\n")
     ctx.out("checking for removed Kubernetes component flags\n")
     ctx.out("checking for removed Kubernetes API resource versions\n")
     dry = ctx["dry-run"]
+    # --with-docs comments the re-encoded config as gen config's does (encoder.WithComments,
+    # upgrade-k8s.go v1.14.0-rc.1 L124-139, v1.7.0 L104-112)
+    docs_of = TALOSCTL_VERSION if ctx["with-docs"] else None
     repo = {
         "kube-apiserver": ctx["apiserver-image"],
         "kube-controller-manager": ctx["controller-manager-image"],
@@ -175,7 +180,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
             )
             if not _k8s_begin(ctx, r["ip"], comp, f"v{cur}", cur == to, to, dry, echo=True):
                 continue
-            _k8s_step(ctx, r["ip"], key, f"{repo[comp]}:v{to}")
+            _k8s_step(ctx, r["ip"], key, f"{repo[comp]}:v{to}", docs_of=docs_of)
             ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
             ctx.out(f' > "{r["ip"]}": waiting for {comp} pod update\n')
             ctx.out(f' < "{r["ip"]}": successfully updated\n')
@@ -185,7 +190,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
         if dry:
             ctx.out(" > skipped in dry-run\n")
             continue
-        _k8s_step(ctx, r["ip"], "proxy", f"{repo['kube-proxy']}:v{to}")
+        _k8s_step(ctx, r["ip"], "proxy", f"{repo['kube-proxy']}:v{to}", docs_of=docs_of)
     if ctx["upgrade-kubelet"]:
         ctx.out(f'updating kubelet to version "{to}"\n')
         for r in cps + workers:
@@ -201,7 +206,9 @@ def upgrade_k8s(ctx: Ctx) -> None:
                     f"{fault.get('message', 'injected failure')}"
                 )
 
-            _k8s_step(ctx, r["ip"], "kubelet", f"{repo['kubelet']}:v{to}", kubelet=to)
+            _k8s_step(
+                ctx, r["ip"], "kubelet", f"{repo['kubelet']}:v{to}", kubelet=to, docs_of=docs_of
+            )
             ctx.out(f' > "{r["ip"]}": machine configuration patched\n')
             ctx.out(f' > "{r["ip"]}": waiting for kubelet restart\n')
             ctx.out(f' > "{r["ip"]}": waiting for node update\n')
@@ -280,7 +287,22 @@ def patch_image(docs: list[Any], component: str, image: str) -> None:
     part.setdefault(key, {})["image"] = image
 
 
-def _k8s_step(ctx: Ctx, ip: str, component: str, image: str, kubelet: str | None = None) -> None:
+# the examples are Go values in no published schema, as for gen config (commands/gen.py)
+UNSUPPORTED_EXAMPLES = (
+    "emulator: unsupported flag --with-examples for talosctl upgrade-k8s "
+    "(pass --with-examples=false)"
+)
+
+
+def _k8s_step(
+    ctx: Ctx,
+    ip: str,
+    component: str,
+    image: str,
+    kubelet: str | None = None,
+    *,
+    docs_of: str | None,
+) -> None:
     state = ctx.state
     with state.locked():
         r = N.load(state, ip)
@@ -289,7 +311,7 @@ def _k8s_step(ctx: Ctx, ip: str, component: str, image: str, kubelet: str | None
         patch_image(docs, component, image)
         # talosctl re-encodes the whole patched config, every document, from its Go structs
         # (pkg/cluster/kubernetes/patch.go patchNodeConfig @v1.14.0-rc.1 L22-66)
-        r["config_text"] = mc.encode_config(docs, TALOSCTL_VERSION)
+        r["config_text"] = mc.encode_config(docs, TALOSCTL_VERSION, docs_of=docs_of)
         folded = gendocs.fold_docs(mc.decode_docs(r["config_text"]))
         r["config"] = next(d for d in folded if isinstance(d, dict) and mc.is_v1alpha1(d))
         if kubelet:

@@ -1,5 +1,5 @@
 """The documentation comments `talosctl gen config --with-docs` writes into a machine config
-(upgrade-k8s re-encodes node configs with the same encoder; talosim models it only for gen).
+(upgrade-k8s --with-docs re-encodes node configs with the same encoder).
 
 pkg/machinery/config/encoder/encoder.go `addToMap` (v1.7.0 .. v1.14.0-rc.1) gives every field
 the LineComment of its docgen doc, which tools/docgen/main.go `parseComment` takes from the first

@@ -192,7 +192,11 @@ class Talosctl:
         return ["etcd", "snapshot", str(path), *self._node(node)]
 
     def upgrade_k8s(self, node: str, to: str, *, dry_run: bool) -> list[str]:
+        # upgrade-k8s re-encodes every node's whole config with these flags, both true by default
+        # (cmd/talosctl/cmd/talos/upgrade-k8s.go v1.7.0 L47-48, v1.14.0-rc.1 L68-69;
+        # pkg/cluster/kubernetes/patch.go patchNodeConfig): false keeps the shape gen_config gave
         argv = ["upgrade-k8s", *self._node(node), "--to", to]
+        argv += ["--with-docs=false", "--with-examples=false"]
         return argv + (["--dry-run"] if dry_run else [])
 
     # -- day-2 (etcd, reset) ---------------------------------------------------------------------

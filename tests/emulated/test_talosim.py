@@ -493,7 +493,13 @@ def test_health_waits_for_nodes_that_are_still_booting(configured: Sim) -> None:
             "endpoint",
             "upgrade-k8s",
         ),
-        (["upgrade-k8s", "--to", "1.30.1", "--with-docs=false"], "with-docs", "upgrade-k8s"),
+        # examples are Go values in no published schema: refused when true, as by default
+        (["upgrade-k8s", "--to", "1.30.1"], "with-examples", "upgrade-k8s"),
+        (
+            ["upgrade-k8s", "--to", "1.30.1", "--with-docs=false", "--with-examples=true"],
+            "with-examples",
+            "upgrade-k8s",
+        ),
         (["get", "machinestatus", "--namespace", "cluster"], "namespace=cluster", "get"),
     ],
 )
@@ -531,6 +537,7 @@ def test_upgrade_k8s_image_flags_choose_the_image_repositories(cluster: Sim) -> 
             "registry.example/kubelet",
             "--apiserver-image",
             "registry.example/kube-apiserver",
+            "--with-examples=false",
         )
     )
     assert ' > "127.0.10.4": pre-pulling registry.example/kubelet:v1.30.1\n' in r.stdout

@@ -114,3 +114,13 @@ def test_gen_config_passes_patches_in_order_and_no_docs() -> None:
     assert argv[argv.index("--talos-version") + 1] == "v1.7"
     assert "--with-docs=false" in argv
     assert "--with-examples=false" in argv
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_upgrade_k8s_keeps_the_configs_free_of_docs_and_examples(dry_run: bool) -> None:
+    argv = T.Talosctl(Path("tc")).upgrade_k8s("1.2.3.4", "1.30.1", dry_run=dry_run)
+    assert argv[0] == "upgrade-k8s"
+    assert argv[argv.index("--to") + 1] == "1.30.1"
+    assert "--with-docs=false" in argv
+    assert "--with-examples=false" in argv
+    assert ("--dry-run" in argv) is dry_run

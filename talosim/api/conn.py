@@ -144,9 +144,13 @@ class Conn:
     def _faults(self, ip: str, command: str) -> None:
         with self.state.locked():
             hang = take_fault(self.state, ip, command, ("hang",))
-        if hang:
+            # The end of the hang is set under the lock that takes the fault, which `fleet clock`
+            # takes too: whoever sees the fault used up and then moves the clock moves it after
+            # this moment (else the advance could land before it and the hang outlive it).
+            until = now() + float(hang.get("seconds", 0)) if hang else None
+        if until is not None:
             # on the fleet clock: a frozen clock holds the call until a test advances it
-            wait_until(now() + float(hang.get("seconds", 0)), self.state.root)
+            wait_until(until, self.state.root)
         with self.state.locked():
             err = take_fault(self.state, ip, command, ("error",))
         if err:

@@ -32,9 +32,20 @@ def now(root: Path | None = None) -> float:
     return clock_at(clock_settings(root))
 
 
+# Clock times are float seconds since the epoch (~1.8e9, where a double resolves ~2.4e-7 s), so
+# `--advance 0.1s` twice need not land on the very double of a moment set 0.2 s ahead (double
+# rounding: at 1791343642.441124 it falls one ulp short): within a microsecond counts as reached.
+RESOLUTION = 1e-6
+
+
+def reached(t: float, at: float) -> bool:
+    """Whether clock time t has reached the moment at."""
+    return t >= at - RESOLUTION
+
+
 def wait_until(t: float, root: Path | None = None, poll: float = 0.05) -> None:
     """Sleep until the emulated clock reaches t (forever while it is frozen before t)."""
-    while now(root) < t:
+    while not reached(now(root), t):
         sleep(poll)
 
 

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from .clock import now
+from .clock import now, reached
 from .faults import stuck_stage
 from .state import State
 
@@ -73,7 +73,7 @@ def advance(node: dict[str, Any], stuck: str | None = None, at: float | None = N
     """Apply due transitions; returns True when the node changed."""
     t = now() if at is None else at
     changed = False
-    while node["timeline"] and node["timeline"][0]["at"] <= t:
+    while node["timeline"] and reached(t, node["timeline"][0]["at"]):
         if stuck and node["stage"] == stuck:
             break
         step = node["timeline"].pop(0)

@@ -68,6 +68,14 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def parse_seconds(text: str) -> float:
+    """The emulator's own durations: a bare number of seconds (1.5) or a Go duration (90s, 2m)."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
+
+
 def format_duration(seconds: float) -> str:
     """Go's Duration.String() for whole seconds (1m0s, 20m0s, 30s)."""
     s = int(seconds)

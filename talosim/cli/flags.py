@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.command import Flag, Parsed, format_duration, parse_duration
+from ..api.command import Flag, Parsed, format_duration, parse_duration, parse_seconds
 
 
 class FlagError(Exception):
     """A command-line error; the text is exactly what talosctl prints."""
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
 
 
 def _parse_bool(v: str, flag: str) -> bool:
@@ -47,9 +39,7 @@ def _set(f: Flag, raw: str, values: dict[str, Any], changed: set[str]) -> None:
     elif f.kind in ("duration", "seconds"):
         try:
             # "seconds" flags (the emulator's own) also take a bare number of seconds
-            values[f.name] = (
-                float(raw) if f.kind == "seconds" and _is_number(raw) else parse_duration(raw)
-            )
+            values[f.name] = parse_seconds(raw) if f.kind == "seconds" else parse_duration(raw)
         except ValueError as e:
             raise FlagError(f'invalid argument "{raw}" for "{_display(f)}" flag: {e}') from None
     elif f.kind == "int":

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from .. import TALOSCTL_VERSION
-from ..api.command import Commands, Ctx, Fail, Flag, format_duration, parse_duration, table
+from ..api.command import Commands, Ctx, Fail, Flag, format_duration, parse_seconds, table
 from ..machine import nodes as N
 from ..machine import releases
 from ..machine.clock import clock_at, clock_settings
@@ -284,7 +284,7 @@ def fleet_timings(ctx: Ctx) -> None:
                 + ", ".join(t.replace("_", "-") for t in TIMINGS)
             )
         try:
-            seconds = float(value) if _is_number(value) else parse_duration(value)
+            seconds = parse_seconds(value)
         except ValueError as e:
             raise Fail(f"--set {item!r}: {e}") from None
         if seconds < 0:
@@ -308,11 +308,3 @@ def fleet_timings(ctx: Ctx) -> None:
             state.save_fleet(fleet)
     for key in DEFAULT_SETTINGS:
         ctx.out(f"{key.removesuffix('_seconds').replace('_', '-')}: {fleet['settings'][key]:g}s\n")
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from .errors import TalosProvError, ToolMissing
 from .model import Cluster, Repo
 from .tools.run import Program, resolve, run
@@ -25,9 +27,16 @@ def kubectl_optional() -> Program | None:
         return None
 
 
+@functools.lru_cache(maxsize=32)
+def client_version_output(prog: Program) -> str:
+    """`<prog> version --client --short`, asked once per program and task (a failure is not
+    remembered): the preflight and every hop of an upgrade path want it."""
+    return run(prog, ["version", "--client", "--short"], timeout=30).stdout
+
+
 def check_talosctl_version(prog: Program, cluster: Cluster) -> str:
     """Preflight: talosctl must not be older than the cluster's Talos minor; returns its tag."""
-    out = run(prog, ["version", "--client", "--short"], timeout=30).stdout
+    out = client_version_output(prog)
     tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
     try:
         client = Version.parse(tag)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import yaml
 from filelock import FileLock, Timeout
 
 from .. import secrets
@@ -27,7 +28,10 @@ from ..tools.talosctl import (
     UNKNOWN_AUTHORITY,
     MachineStatus,
     Talosctl,
+    parse_machineconfig_many,
     parse_machinestatus,
+    parse_machinestatus_many,
+    parse_server_version,
 )
 
 log = logging.getLogger(__name__)
@@ -348,6 +352,37 @@ def probe(prog: Program, tc: Talosctl, ip: str, timeout: float = 20) -> Probe:
         if CONN_REFUSED in e.output:
             return Probe(ip, "unreachable", detail=_last(e.output))
         return Probe(ip, "error", detail=_last(e.output))
+
+
+Many = tuple[dict[str, MachineStatus], dict[str, str], dict[str, dict[str, Any]]]
+
+
+def ask_many(prog: Program, tc: Talosctl, ips: list[str], eps: list[str], *, configs: bool) -> Many:
+    """(machine status, Talos tag, live config when `configs`) of every node in `ips` that
+    answers through the control planes `eps`: two or three talosctl calls whatever the number
+    of nodes (apid proxies a call with several --nodes). The nodes missing from the answer
+    (maintenance mode, rebooting, another cluster) are for the caller to probe one by one."""
+    if len(ips) < 2 or not eps:
+        return {}, {}, {}
+    try:
+        # exit 1 when some node fails: the others' answers are still on stdout
+        r = run(prog, tc.machinestatus_many(ips, eps), timeout=60, ok_codes=(0, 1))
+        known = {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
+        if not known:
+            return {}, {}, {}
+        asks = [tc.version_many(list(known), eps)]
+        if configs:
+            asks.append(tc.machineconfig_many(list(known), eps))
+        outs = parallel(lambda a: run(prog, a, timeout=120, ok_codes=(0, 1)).stdout, asks, 2)
+    except CommandFailed as e:  # no control plane answers: every node is probed on its own
+        log.debug("several-node query failed: %s", e)
+        return {}, {}, {}
+    try:
+        live = parse_machineconfig_many(outs[1]) if configs else {}
+    except (ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        log.debug("several-node machineconfig not parsed: %s", e)
+        live = {}  # each node's config is then asked for on its own
+    return known, parse_server_version(outs[0]), live
 
 
 def _last(text: str) -> str:

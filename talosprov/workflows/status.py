@@ -16,15 +16,12 @@ from ..redact import bundle_values, redact_doc
 from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
 from ..tools.run import Program, run
 from ..tools.talosctl import (
-    MachineStatus,
     Talosctl,
     parse_machineconfig,
-    parse_machineconfig_many,
-    parse_machinestatus_many,
     parse_server_version,
 )
 from . import certs as certs_wf
-from .runtime import lock_state, parallel, probe
+from .runtime import Many, ask_many, lock_state, parallel, probe
 
 log = logging.getLogger(__name__)
 
@@ -77,35 +74,14 @@ def _bundle_values(repo: Repo, cluster: Cluster) -> dict[str, str] | None:
         return None
 
 
-Many = tuple[dict[str, MachineStatus], dict[str, str], dict[str, dict[str, Any]]]
-
-
 def _many(prog: Program, tc: Talosctl, cluster: Cluster, *, configs: bool) -> Many:
-    """(machine status, Talos tag, live config when `configs`) of every node that answers
-    through a control plane: three talosctl calls whatever the number of nodes."""
-    ips = [n.ip for n in cluster.nodes]
-    eps = [n.ip for n in cluster.controlplanes]
-    if len(ips) < 2 or not eps:
-        return {}, {}, {}
-    try:
-        # exit 1 when some node fails: the others' answers are still on stdout
-        r = run(prog, tc.machinestatus_many(ips, eps), timeout=60, ok_codes=(0, 1))
-        known = {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
-        if not known:
-            return {}, {}, {}
-        asks = [tc.version_many(list(known), eps)]
-        if configs:
-            asks.append(tc.machineconfig_many(list(known), eps))
-        outs = parallel(lambda a: run(prog, a, timeout=120, ok_codes=(0, 1)).stdout, asks, 2)
-    except CommandFailed as e:  # no control plane answers: every node is probed on its own
-        log.debug("several-node query failed: %s", e)
-        return {}, {}, {}
-    try:
-        live = parse_machineconfig_many(outs[1]) if configs else {}
-    except (ValueError, KeyError, TypeError, yaml.YAMLError) as e:
-        log.debug("several-node machineconfig not parsed: %s", e)
-        live = {}  # each node's config is then asked for on its own
-    return known, parse_server_version(outs[0]), live
+    return ask_many(
+        prog,
+        tc,
+        [n.ip for n in cluster.nodes],
+        [n.ip for n in cluster.controlplanes],
+        configs=configs,
+    )
 
 
 def _version(prog: Program, tc: Talosctl, ip: str) -> str:

@@ -30,6 +30,7 @@ from .runtime import (
     LogReporter,
     Poll,
     Reporter,
+    ask_many,
     cluster_lock,
     parallel,
     probe,
@@ -169,12 +170,22 @@ class Upgrader:
         # the talosctl release driving the upgrade (set by the preflight): from v1.13 it decides
         # whether --stage reaches the node at all
         self.talosctl_version: str | None = None
+        # the after-batch health check passed and nothing ran since: the next batch's
+        # before-check would ask the same question again at once
+        self._healthy_just_now = False
 
     def _run(self, args: list[str], node: str | None = None, timeout: float = 120) -> str:
         return run(self.prog, args, node=node, timeout=timeout).stdout
 
     def observe(self, ips: list[str]) -> dict[str, Observed]:
+        # the configured nodes answer one call through the control planes (apid proxies it);
+        # only the others are probed one by one
+        cps = [n.ip for n in self.cluster.controlplanes]
+        known, tags, _ = ask_many(self.prog, self.tc, ips, cps, configs=False)
+
         def one(ip: str) -> Observed:
+            if ip in known and tags.get(ip):
+                return Observed(ip, known[ip].stage, tags[ip])
             p = probe(self.prog, self.tc, ip)
             if p.mode != "configured":
                 return Observed(ip, p.status.stage if p.status else p.mode, None)
@@ -348,16 +359,30 @@ class Upgrader:
             names = ", ".join(s.ip for s in batch)
             progress.phase(f"Batch {i}/{len(p.batches)}: {names}")
             with self.journal.step("before-gates", None, nodes=[s.ip for s in batch]):
-                self.health(f"before {names}")
+                self.health_before(names)
                 for s in batch:
                     if s.role == "controlplane":
                         self.etcd_gate(self.nodes[s.ip])
                         self.snapshot(self.nodes[s.ip])
-            parallel(self.upgrade_node, list(batch), len(batch))
-            with self.journal.step("after-gates", None, nodes=[s.ip for s in batch]):
-                self.k8s_ready([s.ip for s in batch])
-                self.health(f"after {names}")
-                self.user_gates(names)
+            self.after_gates(batch, names)
+
+    def health_before(self, names: str) -> None:
+        """The cluster health check before a batch; skipped when the previous batch's check
+        after it has just passed with nothing run in between (no user gates)."""
+        if self._healthy_just_now:
+            log.debug("cluster health before %s: checked after the previous batch", names)
+            return
+        self.health(f"before {names}")
+
+    def after_gates(self, batch: tuple[NodeStep, ...], names: str) -> None:
+        """Upgrade the batch, then its gates: Ready in Kubernetes, cluster health, user gates."""
+        self._healthy_just_now = False
+        parallel(self.upgrade_node, list(batch), len(batch))
+        with self.journal.step("after-gates", None, nodes=[s.ip for s in batch]):
+            self.k8s_ready([s.ip for s in batch])
+            self.health(f"after {names}")
+            self.user_gates(names)
+        self._healthy_just_now = not [*self.cluster.upgrade.gates, *self.opts.gates]
 
     def commands(self, p: UpgradePlan) -> list[str]:
         out = []
@@ -538,9 +563,17 @@ def upgrade_k8s(
         progress.phase("Verify kubelets and control-plane pods")
         poll = Poll(300)
         while True:
-            nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
+            # two independent reads: the kubelets' versions and the control-plane pods
+            nodes_out, ready = parallel(
+                lambda ask: ask(),
+                [
+                    lambda: run(kubectl, kc.get_nodes(), timeout=60).stdout,
+                    lambda: _control_plane_pods_ready(kubectl, kc),
+                ],
+                2,
+            )
+            nodes = parse_nodes(str(nodes_out))
             behind = [f"{n.name} ({n.kubelet})" for n in nodes if n.kubelet != target.plain()]
-            ready = _control_plane_pods_ready(kubectl, kc)
             if not behind and ready:
                 break
             if not poll.wait():

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from .. import localconfig, progress
+from .. import localconfig, progress, toolbox
 from ..errors import GateFailed, TalosProvError, ToolMissing, WorkflowError
 from ..model import Cluster, Repo
 from ..tools.kubectl import Kubectl, parse_nodes
@@ -106,7 +106,7 @@ def facts(repo: Repo, cluster: Cluster) -> path_wf.Facts:
 # -- which talosctl drives which hop -------------------------------------------------------------
 def _client_version(prog: Program) -> Version | None:
     try:
-        out = run(prog, ["version", "--client", "--short"], timeout=30).stdout
+        out = toolbox.client_version_output(prog)
     except TalosProvError:  # not runnable, or not a talosctl: this one cannot drive a hop
         return None
     tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
@@ -207,19 +207,15 @@ class HopUpgrader(up_wf.Upgrader):
                 for s in batch:
                     if s.role == "controlplane":
                         self.etcd_gate(self.nodes[s.ip])
-                self.health(f"before {names}")
+                self.health_before(names)
                 for s in batch:
                     if s.role == "controlplane":
                         self.snapshot(self.nodes[s.ip])
-            parallel(self.upgrade_node, list(batch), len(batch))
-            with self.journal.step("after-gates", None, nodes=[s.ip for s in batch]):
-                self.k8s_ready([s.ip for s in batch])
-                self.health(f"after {names}")
-                self.user_gates(names)
+            self.after_gates(batch, names)
 
     def k8s_ready(self, ips: list[str]) -> None:
-        super().k8s_ready(ips)
-        self.cilium_ready(ips)
+        # independent read-only waits: the nodes Ready and their Cilium agents Ready
+        parallel(lambda wait: wait(ips), [super().k8s_ready, self.cilium_ready], 2)
 
     def cilium_ready(self, ips: list[str]) -> None:
         """The Cilium agent pod of every upgraded node Ready (CNI none + Cilium manifest)."""

@@ -29,3 +29,30 @@ def test_prewarm_fills_the_schema_and_order_caches_of_every_release() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ok", "8"]
+
+
+# Every call reads a talosconfig and dials nodes by address: after prewarm, a worker forked from
+# the zygote compiles no regular expression and imports no module to do so (re._cache: the
+# compiled patterns of this process).
+FIRST_CALL_PROBE = """
+import re, sys
+from talosim.machine import machineconfig as mc, warm
+warm.prewarm()
+modules, patterns = set(sys.modules), set(re._cache)
+config = "context: demo\\ncontexts:\\n  demo:\\n    endpoints: [127.0.10.1]\\n    ca: LS0t\\n"
+mc.encode(mc.decode_docs(config))
+"127.0.10.1".encode("idna")
+print(sorted(set(sys.modules) - modules), sorted(p[1] for p in set(re._cache) - patterns))
+"""
+
+
+def test_after_prewarm_reading_a_talosconfig_and_dialing_compile_and_import_nothing() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL_PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[] []"

@@ -16,13 +16,17 @@ in the background and runs the call in-process as before. TALOSIM_ZYGOTE=0 turns
   connection from another user id is refused (SO_PEERCRED), since a child acts as this user.
 - A zygote exits after IDLE_SECONDS without a call, and as soon as a talosim source or data file
   changed since it started (the caller then runs in-process), so an edit is never served stale.
-- Per call, a supervisor (the zygote's child) forks the worker, forwards the signals the caller
-  receives (SIGINT, SIGTERM, SIGHUP) and SIGKILLs the worker when the caller dies, so killing the
-  caller stops the command as killing a real talosctl would. It then reports the worker's wait
-  status, and the caller exits with that code or dies of that signal.
+- Per call, the zygote forks one worker and supervises it from its event loop: it forwards the
+  signals the caller receives (SIGINT, SIGTERM, SIGHUP), SIGKILLs the worker when the caller
+  dies, so killing the caller stops the command as killing a real talosctl would, and reports
+  the worker's wait status: the caller exits with that code or dies of that signal. A worker
+  dies with its zygote (PR_SET_PDEATHSIG): no command outlives the process that reports its
+  end, and its caller fails as a talosctl that was killed.
 
 This module is imported on every call before anything else, so its top level imports only what
-the interpreter has loaded already; the rest is imported where it is needed.
+the interpreter has loaded already, and the caller's path uses _socket and _signal, not socket
+and signal (whose Python wrappers import enum, selectors and collections: ~8 ms a call); the
+rest is imported where it is needed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ REQUIRE_WAIT_SECONDS = 30.0
 _ENV = "TALOSIM_ZYGOTE"
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP")
 _PKG = os.path.dirname(os.path.abspath(__file__))
+_FDS = (0, 1, 2)
 
 
 def _identity(env: Any = os.environ) -> str:
@@ -54,11 +59,12 @@ def address(env: Any = os.environ) -> bytes:
 
 
 def _address(identity: str) -> bytes:
-    import zlib
-
-    data = identity.encode("utf-8", "surrogateescape")
+    # FNV-1a, 64 bits, in Python: zlib's crc32 was a shared library to load on every call
+    digest = 0xCBF29CE484222325
+    for byte in identity.encode("utf-8", "surrogateescape"):
+        digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     # abstract namespace (leading NUL): no socket file; the full identity is checked on connect
-    return b"\0talosim-zygote-%08x-%08x" % (zlib.crc32(data), zlib.adler32(data))
+    return b"\0talosim-zygote-%016x" % digest
 
 
 # -- the caller ---------------------------------------------------------------------------------
@@ -104,7 +110,7 @@ def _handle_interrupts() -> None:
 
 
 def _via_zygote(argv: list[str], *, require: bool) -> int | None:
-    import socket
+    import _socket
     import time
 
     identity = _identity()
@@ -112,7 +118,7 @@ def _via_zygote(argv: list[str], *, require: bool) -> int | None:
     deadline: float | None = None
     declined = 0
     while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(address)
         except OSError:
@@ -147,10 +153,9 @@ class _NotServed(Exception):
 
 
 def _relay(sock: Any, argv: list[str], identity: str) -> int:
+    import _signal
+    import _socket
     import marshal
-    import signal
-    import socket
-    import struct
 
     request = marshal.dumps(
         {
@@ -175,10 +180,13 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
         except OSError:
             pass
 
-    signums = [getattr(signal, name) for name in _FORWARDED]
-    previous = {signum: signal.signal(signum, on_signal) for signum in signums}
+    signums = [getattr(_signal, name) for name in _FORWARDED]
+    previous = {signum: _signal.signal(signum, on_signal) for signum in signums}
+    message = len(request).to_bytes(4, "big") + request
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in _FDS)  # an array of C ints
     try:
-        socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+        sent = sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        sock.sendall(message[sent:])  # a signal can end a large sendmsg part-way
         answer = _recv_exact(sock, 1)
     except OSError:
         # a zygote exiting (idle, or its source changed) resets the connections still waiting
@@ -186,7 +194,7 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
         answer = b""
     if answer != b"+":
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            _signal.signal(signum, handler)
         for signum in pending:  # the call runs in this process now: so do its signals
             os.kill(os.getpid(), signum)
         raise _NotServed
@@ -195,13 +203,13 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
         on_signal(signum, None)
     status = _recv_exact(sock, 4)
     if len(status) < 4:
-        # the supervisor is gone without a status (killed): say so as a dead talosctl would
+        # the zygote is gone without a status (killed): say so as a dead talosctl would
         sys.stderr.write("talosim: the emulator's worker died without an exit status\n")
         return 1
-    (code,) = struct.unpack("!i", status)
+    code = int.from_bytes(status, "big", signed=True)
     if code < 0:
         sys.stdout.flush()
-        signal.signal(-code, signal.SIG_DFL)
+        _signal.signal(-code, _signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         return 128 - code
     return code
@@ -276,134 +284,284 @@ def _warm_up() -> None:
     warm.prewarm()
 
 
+class _Call:
+    """One caller's connection: its request while it arrives, then its worker."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.data = b""
+        self.fds: list[int] = []
+        self.pid = 0  # the worker's, once forked
+        self.pidfd = -1
+
+
 def serve(address: bytes) -> None:
-    import signal
+    import gc
     import socket
-    import struct
 
     identity = _identity()
     if _address(identity) != address:
         return
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # bound before the warm-up, listening after it: the calls made meanwhile are refused
+        # and run in-process, and the zygotes they start exit here instead of warming up too
+        listener.bind(address)
+    except OSError:
+        return  # another zygote got there first
     try:
         _warm_up()
         broken = False
     except BaseException:  # callers run in-process and see the error there
         broken = True
-    sources = _sources()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(address)
-    except OSError:
-        return  # another zygote got there first
+    # Every worker writes to the objects it uses (reference counts), and a collection in a
+    # worker would write to every object it scans: frozen objects are never scanned, so a
+    # worker copies only the pages it uses.
+    gc.collect()
+    gc.freeze()
     listener.listen(64)
-    listener.settimeout(IDLE_SECONDS)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
-    while True:
+    listener.setblocking(False)
+    _Zygote(listener, identity, broken).run()
+
+
+class _Zygote:
+    """The event loop: accept calls, read their requests, fork and supervise their workers."""
+
+    def __init__(self, listener: Any, identity: str, broken: bool) -> None:
+        import select
+
+        self.listener = listener
+        self.identity = identity
+        # a zygote that could not import talosim keeps its address, declining, so that
+        # callers do not start a new one each time
+        self.broken = broken
+        self.stale = False
+        self.sources = _sources()
+        self.poller = select.poll()
+        self.poller.register(listener, select.POLLIN)
+        self.by_fd: dict[int, _Call] = {}
+        self.calls: list[_Call] = []
+        self.pid = os.getpid()
+        self.pdeathsig = None if broken else _pdeathsig()
+
+    def run(self) -> None:
+        import time
+
+        last_call = time.monotonic()
+        while True:
+            timeout = None
+            if not any(call.pid for call in self.calls):
+                # no worker to report on: requests still arriving fall back in-process
+                if self.stale:
+                    return
+                timeout = (IDLE_SECONDS - (time.monotonic() - last_call)) * 1000
+                if timeout <= 0:
+                    return
+            for fd, _ in self.poller.poll(timeout):
+                # an event can name an fd closed (and reused) by the events before it in this
+                # batch: every handler below only does what cannot block
+                if fd == self.listener.fileno():
+                    if self._accept():
+                        last_call = time.monotonic()
+                    continue
+                call = self.by_fd.get(fd)
+                if call is None:
+                    continue
+                if fd == call.pidfd:
+                    self._reap(call)
+                elif call.pid:
+                    self._forward(call)
+                else:
+                    self._receive(call)
+
+    def _accept(self) -> bool:
+        import select
+        import socket
+        import struct
+
         try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            return
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return False
         uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
         if uid != os.getuid():
             conn.close()
-            continue
-        # a zygote that could not import talosim keeps its address, declining, so that callers
-        # do not start a new one each time
-        stale = broken or _sources() != sources
-        if os.fork() == 0:
-            listener.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            return False
+        conn.setblocking(False)
+        call = _Call(conn)
+        self.calls.append(call)
+        self.by_fd[conn.fileno()] = call
+        self.poller.register(conn, select.POLLIN)
+        return True
+
+    def _receive(self, call: _Call) -> None:
+        """Read what has arrived of the request; serve or decline it once it is complete."""
+        import socket
+
+        while True:
+            try:
+                chunk, fds, _flags, _addr = socket.recv_fds(call.conn, 1 << 16, len(_FDS))
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk, fds = b"", []
+            call.fds += fds
+            if not chunk:  # the caller left before its request was complete
+                self._drop(call)
+                return
+            call.data += chunk
+            if len(call.data) >= 4 and len(call.data) >= 4 + int.from_bytes(call.data[:4], "big"):
+                break
+        # checked right before the fork: an edit made up to this moment is not served
+        self.stale = self.stale or _sources() != self.sources
+        if self.stale and not self.broken and self.listener.fileno() >= 0:
+            # the next callers start a fresh zygote at this address
+            self.poller.unregister(self.listener)
+            self.listener.close()
+        if self.broken or self.stale or not self._fork(call):
+            try:
+                call.conn.send(b"-")
+            except OSError:
+                pass
+            self._drop(call)
+
+    def _fork(self, call: _Call) -> bool:
+        """Fork the call's worker, if the request is one to serve."""
+        import marshal
+        import select
+        import signal
+
+        try:
+            request = marshal.loads(call.data[4:])
+            if request["identity"] != self.identity or len(call.fds) != len(_FDS):
+                return False
+        except Exception:
+            return False
+        pid = os.fork()
+        if pid == 0:
             code = 1
             try:
-                code = _supervise(conn, identity, stale)
+                self._become_worker(call)
+                _become_caller(request, call.fds)
+                code = _run_worker(request["argv"])
             finally:
                 os._exit(code)
-        conn.close()
-        if stale and not broken:
-            return
-
-
-def _supervise(conn: Any, identity: str, stale: bool) -> int:
-    import marshal
-    import select
-    import signal
-    import socket
-    import struct
-
-    conn.settimeout(30)
-    head, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
-    (size,) = struct.unpack("!I", _recv_exact_into(conn, head, 4))
-    body = _recv_exact(conn, size)
-    request = marshal.loads(body)
-    if stale or request["identity"] != identity or len(fds) != 3:
-        conn.sendall(b"-")
-        return 0
-    conn.settimeout(None)
-    pid = os.fork()
-    if pid == 0:
-        conn.close()
-        _become_caller(request, fds)
-        code = 1
+        call.pid = pid
+        call.pidfd = os.pidfd_open(pid)
+        self.by_fd[call.pidfd] = call
+        self.poller.register(call.pidfd, select.POLLIN)
+        for own in call.fds:
+            os.close(own)
+        call.fds = []
         try:
-            from . import check_version, cli
-
-            check_version()
-            code = cli.main(list(request["argv"]))
-        except SystemExit as e:
-            # as the interpreter does at exit: None is 0, a message goes to stderr with 1
-            if e.code is None or isinstance(e.code, int):
-                code = e.code or 0
-            else:
-                sys.stderr.write(f"{e.code}\n")
-        except KeyboardInterrupt:
-            code = 130
-        except BaseException:  # printed as an uncaught exception would be
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            os._exit(code)
-    for fd in fds:
-        os.close(fd)
-    try:
-        conn.sendall(b"+")
-    except OSError:
-        os.kill(pid, signal.SIGKILL)  # the caller is already gone
-    pidfd = os.pidfd_open(pid)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(conn.fileno(), select.POLLIN)
-    caller_gone = False
-    while True:
-        ready = {fd for fd, _ in poller.poll()}
-        if pidfd in ready:
-            break
-        if conn.fileno() in ready and not caller_gone:
-            data = conn.recv(16)
-            if not data:
-                # the caller died (kill -9): so does its command
-                caller_gone = True
-                poller.unregister(conn.fileno())
-                os.kill(pid, signal.SIGKILL)
-            for signum in data:
-                os.kill(pid, signum)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if not caller_gone:
-        try:
-            conn.sendall(struct.pack("!i", code))
+            call.conn.send(b"+")
         except OSError:
-            pass
-    return 0
+            os.kill(pid, signal.SIGKILL)  # the caller is already gone
+        return True
+
+    def _become_worker(self, call: _Call) -> None:
+        """In the forked worker: die with the zygote, keep nothing of it or of other calls."""
+        assert self.pdeathsig is not None
+        self.pdeathsig()
+        if os.getppid() != self.pid:  # the zygote died before the line above
+            os._exit(1)
+        self.listener.close()
+        for other in self.calls:
+            other.conn.close()
+            if other.pidfd >= 0:
+                os.close(other.pidfd)
+            if other is not call:
+                for own in other.fds:
+                    os.close(own)
+
+    def _forward(self, call: _Call) -> None:
+        """Pass the signals the caller got to its worker; SIGKILL it when the caller died."""
+        import signal
+
+        try:
+            data = call.conn.recv(16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # the caller died (kill -9): so does its command; its end is reaped as usual
+            os.kill(call.pid, signal.SIGKILL)
+            self.poller.unregister(call.conn)
+            del self.by_fd[call.conn.fileno()]
+            return
+        forwarded = {getattr(signal, name) for name in _FORWARDED}
+        for signum in data:
+            if signum in forwarded:
+                os.kill(call.pid, signum)
+
+    def _reap(self, call: _Call) -> None:
+        """Tell the caller how its worker ended (a wait status, as waitpid gives it)."""
+        pid, status = os.waitpid(call.pid, os.WNOHANG)
+        if pid == 0:
+            return
+        try:
+            call.conn.send(os.waitstatus_to_exitcode(status).to_bytes(4, "big", signed=True))
+        except OSError:
+            pass  # the caller is gone
+        self.poller.unregister(call.pidfd)
+        del self.by_fd[call.pidfd]
+        os.close(call.pidfd)
+        call.pidfd = -1
+        self._drop(call)
+
+    def _drop(self, call: _Call) -> None:
+        if self.by_fd.get(call.conn.fileno()) is call:
+            self.poller.unregister(call.conn)
+            del self.by_fd[call.conn.fileno()]
+        for own in call.fds:
+            os.close(own)
+        call.conn.close()
+        self.calls.remove(call)
 
 
-def _recv_exact_into(conn: Any, head: bytes, n: int) -> bytes:
-    return head + _recv_exact(conn, n - len(head)) if len(head) < n else head[:n]
+def _pdeathsig() -> Any:
+    """What a worker calls first: the kernel then SIGKILLs it when its zygote dies, so that no
+    command runs on after its caller was told it failed (prctl(2), PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def pdeathsig() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    return pdeathsig
+
+
+def _run_worker(argv: list[str]) -> int:
+    """The command, with the exit code and output a fresh interpreter would give it."""
+    code = 1
+    try:
+        from . import check_version, cli
+
+        check_version()
+        code = cli.main(list(argv))
+    except SystemExit as e:
+        # as the interpreter does at exit: None is 0, a message goes to stderr with 1
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            sys.stderr.write(f"{e.code}\n")
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # printed as an uncaught exception would be
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    return code
 
 
 def _become_caller(request: dict[str, Any], fds: list[int]) -> None:

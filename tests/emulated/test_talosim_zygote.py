@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ def test_a_served_call_is_the_same_as_the_call_in_a_fresh_process(
         assert b.read_text().splitlines()[0] == a.read_text().splitlines()[0]
 
 
-def _hung_version(cluster: Sim, mode: str) -> subprocess.Popen[str]:
+def _hung_version(
+    cluster: Sim, mode: str, launcher: str = TALOSCTL, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """A `version` call held by a hang fault on a frozen clock, until it is interrupted."""
     cluster.ok_inproc("fleet", "clock", "--freeze")
     cluster.ok_inproc(
@@ -120,9 +123,9 @@ def _hung_version(cluster: Sim, mode: str) -> subprocess.Popen[str]:
         "--command", "version", "--times", "1",
     )  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-S", TALOSCTL, *cluster.tc("version", "-n", "127.0.10.2")],
+        [sys.executable, "-S", launcher, *cluster.tc("version", "-n", "127.0.10.2")],
         cwd=cluster.cwd,
-        env={**cluster.env, "TALOSIM_ZYGOTE": mode},
+        env={**cluster.env, **(env or {}), "TALOSIM_ZYGOTE": mode},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -166,6 +169,42 @@ def test_killing_the_caller_kills_the_command(cluster: Sim) -> None:
     while _alive(serving) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _alive(serving) == []
+
+
+def test_a_command_dies_with_its_zygote_and_its_caller_fails(cluster: Sim, tmp_path: Path) -> None:
+    # a zygote of its own (a copy of talosim): killing the shared one would fail other calls
+    copy = _Copy(tmp_path / "copy", "require")
+    proc = _hung_version(cluster, "require", str(copy.launcher), {"PYTHONPATH": str(copy.pkg)})
+    zygote_pid = _zygote_pid(copy.address())
+    workers = _children(zygote_pid)
+    assert workers, "the hung call runs in a worker of the copy's zygote"
+    os.kill(zygote_pid, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert err.endswith("talosim: the emulator's worker died without an exit status\n")
+    # no clock advance: only the zygote's death can end the hung worker
+    deadline = time.monotonic() + 30
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(workers) == []
+
+
+def test_concurrent_calls_are_each_served_as_in_a_fresh_process(sim: Sim) -> None:
+    # the zygote reads the requests as they arrive, interleaved; all but one are larger than a
+    # socket's buffer, so each arrives in parts
+    big = {f"TALOSIM_TEST_BIG_{i}": "x" * 100_000 for i in range(4)}
+    argv = ["version", "--client"]
+    here = _run(sim, sim.base / "here", argv, "0", {})
+    with ThreadPoolExecutor(6) as pool:
+        served = list(
+            pool.map(
+                lambda i: _run(sim, sim.base / f"served-{i}", argv, REQUIRE, big if i else {}),
+                range(12),
+            )
+        )
+    assert {(r.returncode, r.stdout, r.stderr) for r in served} == {
+        (here.returncode, here.stdout, here.stderr)
+    }
 
 
 def _cmdline(pid: int) -> bytes:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import toolbox
 from ..errors import ToolMissing
 from ..model import Cluster, Repo
-from ..tools.run import Program, run
+from ..tools.run import Program
 from ..yamlio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def talosctl_version(repo: Repo, prog: Program) -> str:
             known = {}  # a damaged cache is only a miss
     if key and key in known:
         return known[key]
-    out = run(prog, ["version", "--client", "--short"], timeout=30).stdout
+    out = toolbox.client_version_output(prog)
     tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
     if not tag:
         raise ToolMissing(

@@ -25,9 +25,11 @@ from ..tools.talosctl import (
     ALREADY_BOOTSTRAPPED,
     Talosctl,
     parse_machineconfig,
+    parse_machineconfig_many,
     parse_machinestatus,
 )
 from . import generate as gen_wf
+from . import inputs as inputs_wf
 from . import secrets as secrets_wf
 from .runtime import (
     Journal,
@@ -35,6 +37,7 @@ from .runtime import (
     Poll,
     Probe,
     Reporter,
+    ask_statuses,
     cluster_lock,
     parallel,
     probe,
@@ -188,16 +191,40 @@ class Installer:
     # -- observe -----------------------------------------------------------------------------
     def observe(self) -> dict[str, Probe]:
         progress.phase(f"Observe {len(self.cluster.nodes)} nodes of {self.cluster.name}")
+        ips = [n.ip for n in self.cluster.nodes]
+        known = {
+            ip: Probe(ip, "configured", st)
+            for ip, st in ask_statuses(self.prog, self.tc, ips, self._cps()).items()
+        }
         probes = parallel(
-            lambda n: probe(self.prog, self.tc, n.ip), self.cluster.nodes, self.opts.parallel * 2
+            lambda ip: probe(self.prog, self.tc, ip),
+            [ip for ip in ips if ip not in known],
+            self.opts.parallel * 2,
         )
-        for p in probes:
-            self.opts.reporter.node(p.ip, p.describe())
-        return {p.ip: p for p in probes}
+        got = {**known, **{p.ip: p for p in probes}}
+        for ip in ips:
+            self.opts.reporter.node(ip, got[ip].describe())
+        return {ip: got[ip] for ip in ips}
 
     def live_types(self, observed: dict[str, Probe]) -> dict[str, str]:
         """machine.type of every configured node (to refuse a wrong-role node)."""
         configured = [ip for ip, p in observed.items() if p.mode == "configured"]
+        found: dict[str, str] = {}
+        if len(configured) > 1:  # one call through the control planes for all of them
+            try:
+                out = run(
+                    self.prog,
+                    self.tc.machineconfig_many(configured, self._cps()),
+                    timeout=60,
+                    ok_codes=(0, 1),
+                ).stdout
+                found = {
+                    ip: str((doc.get("machine") or {}).get("type", ""))
+                    for ip, doc in parse_machineconfig_many(out).items()
+                    if ip in configured
+                }
+            except (CommandFailed, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+                log.debug("several-node machineconfig failed: %s", e)
 
         def one(ip: str) -> tuple[str, str]:
             doc = parse_machineconfig(
@@ -205,12 +232,24 @@ class Installer:
             )
             return ip, str((doc.get("machine") or {}).get("type", ""))
 
-        return dict(parallel(one, configured, self.opts.parallel))
+        missing = [ip for ip in configured if ip not in found]
+        return {**found, **dict(parallel(one, missing, self.opts.parallel))}
+
+    def _cps(self) -> list[str]:
+        return [n.ip for n in self.cluster.controlplanes]
 
     def wait_reachable(self, stop: threading.Event | None = None) -> dict[str, Probe]:
         """Wait until every node is in maintenance mode or runs this cluster's config (or
         until `stop` is set: the configs could not be built, nothing will be applied)."""
-        probes: dict[str, Probe] = {}
+        ips = [n.ip for n in self.cluster.nodes]
+        progress.phase(f"Wait for {len(ips)} nodes (maintenance mode or configured)")
+        # the nodes that already run this cluster answer one call through the control planes
+        probes: dict[str, Probe] = {
+            ip: Probe(ip, "configured", st)
+            for ip, st in ask_statuses(self.prog, self.tc, ips, self._cps()).items()
+        }
+        for p in probes.values():
+            self.opts.reporter.node(p.ip, p.describe())
 
         def check(ip: str) -> tuple[bool, str]:
             if stop is not None and stop.is_set():
@@ -219,9 +258,8 @@ class Installer:
             probes[ip] = p
             return p.mode in ("maintenance", "configured", "foreign"), p.describe()
 
-        progress.phase(f"Wait for {len(self.cluster.nodes)} nodes (maintenance mode or configured)")
         wait_for(
-            [n.ip for n in self.cluster.nodes],
+            [ip for ip in ips if ip not in probes],
             check,
             timeout=self.opts.wait_timeout,
             reporter=self.opts.reporter,
@@ -382,42 +420,74 @@ class Installer:
             progress.phase("Secrets and generated configs")
             secrets_wf.ensure(self.repo, c, self.prog)
             render.render(self.repo, c)
+            seen: tuple[dict[str, Probe], dict[str, str]] | None = None
+            if self._configs_current():
+                # a re-run on installed nodes applies nothing: look before building anything
+                observed = self.wait_reachable()
+                seen = observed, self.live_types(observed)
+                p = plan(c, *seen, kc_present)
+                if not any(s.kind == "apply" for s in p.steps):
+                    log.info("%s: generated/ is current; no node needs a config", c.name)
+                    if not p.noop:  # a no-op run leaves the operator's current context alone
+                        localconfig.merge_operator_talosconfig(self.repo, c)
+                    return self._finish(self._execute_plan(p, None))
             # generate while the nodes are still coming up (issue #16): the wait runs beside
             # the build, so the first apply starts as soon as both are done
             stop = threading.Event()
             waiter = ThreadPoolExecutor(max_workers=1)
-            reachable = waiter.submit(self.wait_reachable, stop)
+            reachable = None if seen else waiter.submit(self.wait_reachable, stop)
             try:
                 with gen_wf.build(self.repo, c, self.prog, parallel=self.opts.parallel) as build:
                     write_folder(self.repo.generated_dir(c), build.redacted)
                     localconfig.write_talosconfig(self.repo, c, build.talosconfig)
-                    observed = reachable.result()
-                    p = plan(c, observed, self.live_types(observed), kc_present)
+                    if reachable is not None:
+                        observed = reachable.result()
+                        seen = observed, self.live_types(observed)
+                    assert seen is not None
+                    p = plan(c, *seen, kc_present)
                     if not p.noop:  # a no-op run leaves the operator's current context alone
                         localconfig.merge_operator_talosconfig(self.repo, c)
-                    progress.phase("Plan")
-                    for line in p.describe():
-                        log.info("%s", line)
-                    outcome = Outcome(p, self.commands)
-                    for step in p.steps:
-                        self._execute(step, build)
+                    outcome = self._execute_plan(p, build)
             finally:
                 stop.set()  # a failed build ends the wait at its next poll
                 waiter.shutdown(wait=True)
-            progress.phase("Record")
-            existing = (
-                gitrepo.ref(self.repo.root, secrets_wf.applied_ref(c))
-                if gitrepo.is_repo(self.repo.root)
-                else None
-            )
-            # nothing was applied on a no-op run: refs/applied keeps marking what was
-            outcome.applied_ref = existing if p.noop and existing else self.record()
-            self.journal.write("install", "ok", None)
-            return outcome
+            return self._finish(outcome)
 
-    def _execute(self, step: Step, build: gen_wf.Build) -> None:
+    def _configs_current(self) -> bool:
+        """generated/ is what a build from today's inputs would write (the generate record)
+        and the talosconfig exists: nothing needs building unless a node needs a config."""
+        if not localconfig.talosconfig_path(self.repo, self.cluster).is_file():
+            return False
+        version = inputs_wf.talosctl_version(self.repo, self.prog)
+        ins = inputs_wf.input_digests(self.repo, self.cluster, version)
+        return inputs_wf.unchanged(self.repo, self.cluster, ins)
+
+    def _execute_plan(self, p: Plan, build: gen_wf.Build | None) -> Outcome:
+        progress.phase("Plan")
+        for line in p.describe():
+            log.info("%s", line)
+        outcome = Outcome(p, self.commands)
+        for step in p.steps:
+            self._execute(step, build)
+        return outcome
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        c, p = self.cluster, outcome.plan
+        progress.phase("Record")
+        existing = (
+            gitrepo.ref(self.repo.root, secrets_wf.applied_ref(c))
+            if gitrepo.is_repo(self.repo.root)
+            else None
+        )
+        # nothing was applied on a no-op run: refs/applied keeps marking what was
+        outcome.applied_ref = existing if p.noop and existing else self.record()
+        self.journal.write("install", "ok", None)
+        return outcome
+
+    def _execute(self, step: Step, build: gen_wf.Build | None) -> None:
         nodes = {n.ip: n for n in self.cluster.nodes}
         if step.kind == "apply":
+            assert build is not None, "an apply step runs inside a build"
             progress.phase(f"Apply configs: {step.why}")
             parallel(
                 lambda ip: self._apply_one(nodes[ip], build), list(step.nodes), self.opts.parallel

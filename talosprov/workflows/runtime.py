@@ -354,6 +354,23 @@ def probe(prog: Program, tc: Talosctl, ip: str, timeout: float = 20) -> Probe:
         return Probe(ip, "error", detail=_last(e.output))
 
 
+def ask_statuses(
+    prog: Program, tc: Talosctl, ips: list[str], eps: list[str]
+) -> dict[str, MachineStatus]:
+    """The machine status of every node in `ips` that answers through the control planes
+    `eps`, in one talosctl call (apid proxies a call with several --nodes); {} when none does
+    (a fresh cluster: the nodes are then probed one by one)."""
+    if len(ips) < 2 or not eps or not tc.talosconfig.is_file():
+        return {}
+    try:
+        # exit 1 when some node fails: the others' answers are still on stdout
+        r = run(prog, tc.machinestatus_many(ips, eps), timeout=60, ok_codes=(0, 1))
+    except CommandFailed as e:  # no control plane answers
+        log.debug("several-node query failed: %s", e)
+        return {}
+    return {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
+
+
 Many = tuple[dict[str, MachineStatus], dict[str, str], dict[str, dict[str, Any]]]
 
 
@@ -362,14 +379,10 @@ def ask_many(prog: Program, tc: Talosctl, ips: list[str], eps: list[str], *, con
     answers through the control planes `eps`: two or three talosctl calls whatever the number
     of nodes (apid proxies a call with several --nodes). The nodes missing from the answer
     (maintenance mode, rebooting, another cluster) are for the caller to probe one by one."""
-    if len(ips) < 2 or not eps:
+    known = ask_statuses(prog, tc, ips, eps)
+    if not known:
         return {}, {}, {}
     try:
-        # exit 1 when some node fails: the others' answers are still on stdout
-        r = run(prog, tc.machinestatus_many(ips, eps), timeout=60, ok_codes=(0, 1))
-        known = {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
-        if not known:
-            return {}, {}, {}
         asks = [tc.version_many(list(known), eps)]
         if configs:
             asks.append(tc.machineconfig_many(list(known), eps))

@@ -82,8 +82,8 @@ def test_install_demo_orders_calls_safely_and_records_the_applied_commit(
     assert {"bootstrap", "health", "verify"} <= {e["step"] for e in journal if e["status"] == "ok"}
 
 
-def test_rerun_on_a_healthy_cluster_changes_nothing_and_says_so(demo_repo: FleetRepo) -> None:
-    _ok(demo_repo.invoke("install", "--cluster", "demo"))
+def test_rerun_on_a_healthy_cluster_changes_nothing_and_says_so(installed: FleetRepo) -> None:
+    demo_repo = installed  # installed by `invoke install` (the fixture), now run again
     before = len(demo_repo.calls())
     out = _ok(demo_repo.invoke("install", "--cluster", "talos-demo"))
     assert "nothing to do: all 5 nodes run talos-demo's config and are ready" in out
@@ -168,8 +168,8 @@ def test_node_that_never_leaves_booting_is_named_in_the_timeout(demo_repo: Fleet
     )
 
 
-def test_wrong_role_node_is_refused(demo_repo: FleetRepo) -> None:
-    _ok(demo_repo.invoke("install", "--cluster", "demo"))
+def test_wrong_role_node_is_refused(installed: FleetRepo) -> None:
+    demo_repo = installed
     cf = demo_repo.root / "clusters" / "demo.yaml"
     cf.write_text(
         cf.read_text().replace(
@@ -205,8 +205,8 @@ def test_lock_refuses_a_second_run_on_the_same_cluster(demo_repo: FleetRepo) -> 
     assert "another talosprov run is working on talos-demo" in r.stderr
 
 
-def test_status_diff_and_verify_after_install(demo_repo: FleetRepo) -> None:
-    _ok(demo_repo.invoke("install", "--cluster", "demo"))
+def test_status_diff_and_verify_after_install(installed: FleetRepo) -> None:
+    demo_repo = installed
     rows = json.loads(demo_repo.invoke("status", "--cluster", "demo", "--json").stdout)
     assert [
         (r["ip"], r["stage"], r["talos"], r["kubernetes"], r["ready"], r["in_sync"]) for r in rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulated.e2e import FleetRepo
+from tests.emulated.e2e import TALOSIM, FleetRepo
 from tests.sim import Sim, build_cluster
 
 
@@ -85,5 +85,25 @@ def _installed_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetR
 def installed(_installed_demo: FleetRepo, tmp_path: Path) -> Iterator[FleetRepo]:
     """A copy of a repository whose demo cluster is installed and healthy on talosim."""
     r = _installed_demo.copy_to(tmp_path / "copy")
+    yield r
+    r.destroy()
+
+
+@pytest.fixture(scope="session")
+def _installed_v3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRepo]:
+    r = FleetRepo(tmp_path_factory.mktemp("v3"))
+    r.fleet("192.168.1.1-10", "192.168.1.1-3")
+    r.operator_key()
+    res = r.invoke("install", "--cluster", "v3", extra_env={"TALOSCTL": TALOSIM}, timeout=600)
+    assert res.returncode == 0, res.stderr
+    yield r
+    r.destroy()
+
+
+@pytest.fixture
+def installed_v3(_installed_v3: FleetRepo, tmp_path: Path) -> Iterator[FleetRepo]:
+    """A copy of a repository whose v3 cluster (10 nodes, talosim as TALOSCTL, an operator age
+    key) is installed and healthy at Talos v1.7.0 / Kubernetes 1.30.0."""
+    r = _installed_v3.copy_to(tmp_path / "copy")
     yield r
     r.destroy()

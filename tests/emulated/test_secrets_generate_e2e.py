@@ -73,9 +73,8 @@ def test_replacing_a_bundle_needs_two_flags_and_keeps_the_old_one(repo: FleetRep
     assert len(kept) == 1
 
 
-def test_missing_bundle_of_an_installed_cluster_fails_closed(repo: FleetRepo) -> None:
-    repo.fleet("127.0.10.1-5", "127.0.10.1-3")
-    _ok(repo.invoke("install", "--cluster", "demo"))
+def test_missing_bundle_of_an_installed_cluster_fails_closed(installed: FleetRepo) -> None:
+    repo = installed
     # an emulated cluster keeps its throwaway bundle in gitignored .state/
     bundle = repo.root / ".state" / "talos-demo" / "secrets.yaml.age"
     assert not (repo.root / "secrets" / "talos-demo.yaml.age").exists()

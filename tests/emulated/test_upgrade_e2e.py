@@ -317,11 +317,11 @@ def test_upgrade_k8s_partial_failure_then_rerun_succeeds(installed: FleetRepo) -
     _ok(installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.30.1"))
 
 
-def test_upgrade_node_of_v3_uses_the_current_talosconfig_context(repo: FleetRepo) -> None:
-    repo.fleet("192.168.1.1-10", "192.168.1.1-3")
-    repo.operator_key()
+def test_upgrade_node_of_v3_uses_the_current_talosconfig_context(
+    installed_v3: FleetRepo,
+) -> None:
+    repo = installed_v3
     env = {"TALOSCTL": TALOSIM}
-    _ok(repo.invoke("install", "--cluster", "v3", extra_env=env, timeout=400))
     _bump(repo, "v1.7.4", "v3")
     out = _ok(repo.invoke("upgrade", "--node", "192.168.1.4", extra_env=env))
     assert "talos-cloudkoffer-v3: upgraded to Talos v1.7.4" in out

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,38 +26,11 @@ def _ok(r: Any) -> str:
     return r.stdout + r.stderr
 
 
-@pytest.fixture(scope="session")
-def _installed_v3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRepo]:
-    r = FleetRepo(tmp_path_factory.mktemp("v3path"))
-    r.fleet("192.168.1.1-10", "192.168.1.1-3")
-    r.operator_key()
-    _ok(r.invoke("install", "--cluster", "v3", extra_env={"TALOSCTL": TALOSIM}, timeout=600))
-    yield r
-    r.destroy()
-
-
 @pytest.fixture
-def v3(_installed_v3: FleetRepo, tmp_path: Path) -> Iterator[FleetRepo]:
+def v3(installed_v3: FleetRepo) -> FleetRepo:
     """v3 installed on talosim at v1.7.0/1.30.0, its cluster file bumped and committed."""
-    r = _copy(_installed_v3, tmp_path / "copy")
-    _target(r)
-    yield r
-    r.destroy()
-
-
-def _copy(src: FleetRepo, base: Path) -> FleetRepo:
-    """A copy (repo, HOME, emulator state) whose kubeconfig points at its own API server."""
-    shutil.copytree(
-        src.base,
-        base,
-        symlinks=True,
-        ignore=shutil.ignore_patterns("kubeapi", "*.lock", "lock.info"),
-    )
-    new = FleetRepo.__new__(FleetRepo)
-    new.base, new.root, new.home = base, base / "fleet", base / "home"
-    new.state = new.root / ".talosim"
-    _ok(new.invoke("kubeconfig", "--cluster", "v3", extra_env={"TALOSCTL": TALOSIM}))
-    return new
+    _target(installed_v3)
+    return installed_v3
 
 
 def _target(repo: FleetRepo, talos: str = "v1.14.2", k8s: str = "1.37.0") -> None:

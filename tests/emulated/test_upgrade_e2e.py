@@ -108,6 +108,10 @@ def test_rolling_upgrade_control_planes_one_at_a_time_then_worker_batches(
         assert end <= start, "control planes were upgraded in parallel"
     worker = [c for c in ups if nodes_of(c)[0] in WORKERS]
     assert min(c["start"] for c in worker) >= max(e for _, e in cp_windows)
+    # cluster health before the first batch and after each of the 4 (3 control planes, the
+    # workers); with no user gate in between, a batch's after-check is the next one's before
+    healths = [c for c in installed.calls()[n:] if c["cmd"] == "health"]
+    assert len(healths) == 1 + 4
     # the two workers form one batch: their upgrades overlap
     assert worker[0]["start"] < worker[1]["end"]
     assert worker[1]["start"] < worker[0]["end"]

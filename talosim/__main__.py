@@ -2,6 +2,6 @@
 
 import sys
 
-from .zygote import launch
+from .launcher import launch
 
 sys.exit(launch(sys.argv[1:]))

@@ -1,19 +1,11 @@
-"""talosim's launcher and its fork server (the "zygote").
+"""talosim's fork server (the "zygote"): it imports talosim once and forks one worker per call.
 
-Why: talosprov, the demo and the tests make hundreds of talosctl calls, and each call to talosim
-was a new Python interpreter spending ~0.2-0.3 s importing talosim (YAML, cryptography, schemas)
-to do a few milliseconds of work. The zygote imports talosim once and forks one child per call.
-The child runs the very same `cli.main` with the caller's argv, environment, working directory,
-umask and standard streams (received as file descriptors over a Unix socket, SCM_RIGHTS), so its
-output, exit code, files and signals are those of a fresh process; nothing of one call lives on
-in the zygote, which never runs a command itself.
+A caller is talosim's launcher (talosim/launcher.py, where the why is). The worker runs the very
+same `cli.main` with the caller's argv, environment, working directory, umask and standard
+streams, so its output, exit code, files and signals are those of a fresh process; nothing of one
+call lives on in the zygote, which never runs a command itself.
 
-The launcher (`launch`) is what every entry point runs: it asks a zygote for the caller's
-(interpreter, talosim source, TALOSIM_VERSION) to run the call and, when none answers, starts one
-in the background and runs the call in-process as before. TALOSIM_ZYGOTE=0 turns it off.
-
-- The socket is in Linux's abstract namespace: no file anywhere, gone with the process. A
-  connection from another user id is refused (SO_PEERCRED), since a child acts as this user.
+- A connection from another user id is refused (SO_PEERCRED), since a worker acts as this user.
 - A zygote exits after IDLE_SECONDS without a call, and as soon as a talosim source or data file
   changed since it started (the caller then runs in-process), so an edit is never served stale.
 - Per call, the zygote forks one worker and supervises it from its event loop: it forwards the
@@ -22,11 +14,6 @@ in the background and runs the call in-process as before. TALOSIM_ZYGOTE=0 turns
   the worker's wait status: the caller exits with that code or dies of that signal. A worker
   dies with its zygote (PR_SET_PDEATHSIG): no command outlives the process that reports its
   end, and its caller fails as a talosctl that was killed.
-
-This module is imported on every call before anything else, so its top level imports only what
-the interpreter has loaded already, and the caller's path uses _socket and _signal, not socket
-and signal (whose Python wrappers import enum, selectors and collections: ~8 ms a call); the
-rest is imported where it is needed.
 """
 
 from __future__ import annotations
@@ -34,230 +21,26 @@ from __future__ import annotations
 import os
 import sys
 
-# `typing` costs ~9 ms of every call's start-up; mypy reads this block, the interpreter skips it
+from .launcher import (
+    FORWARDED,
+    PKG,
+    STREAMS,
+    address_of,
+    entry,  # noqa: F401 (venvs installed before the launcher moved run talosim.zygote:entry)
+    handle_interrupts,
+    identity,
+)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 IDLE_SECONDS = 120.0
-REQUIRE_WAIT_SECONDS = 30.0
-_ENV = "TALOSIM_ZYGOTE"
-_FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP")
-_PKG = os.path.dirname(os.path.abspath(__file__))
-_FDS = (0, 1, 2)
 
 
-def _identity(env: Any = os.environ) -> str:
-    """What a zygote's imported code depends on: a zygote serves only callers that match it."""
-    version = env.get("TALOSIM_VERSION", "")
-    return "\0".join((sys.executable, _PKG, version, str(os.getuid())))
-
-
-def address(env: Any = os.environ) -> bytes:
-    """The socket address of the zygote that would serve a caller with this environment."""
-    return _address(_identity(env))
-
-
-def _address(identity: str) -> bytes:
-    # FNV-1a, 64 bits, in Python: zlib's crc32 was a shared library to load on every call
-    digest = 0xCBF29CE484222325
-    for byte in identity.encode("utf-8", "surrogateescape"):
-        digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    # abstract namespace (leading NUL): no socket file; the full identity is checked on connect
-    return b"\0talosim-zygote-%016x" % digest
-
-
-# -- the caller ---------------------------------------------------------------------------------
-def launch(argv: list[str]) -> int:
-    """Run `talosctl <argv>`: through a zygote when one answers, else in this process.
-
-    TALOSIM_ZYGOTE=0 always runs in-process; TALOSIM_ZYGOTE=require waits for a zygote (starting
-    one) and fails rather than run in-process: for the tests of the zygote itself."""
-    mode = os.environ.get(_ENV, "")
-    if mode != "0" and argv[:2] != ["kubeapi", "serve"]:
-        code = _via_zygote(argv, require=mode == "require")
-        if code is not None:
-            return code
-    return run_here(argv)
-
-
-def run_here(argv: list[str]) -> int:
-    """The call in this process (no zygote): what talosim always did."""
-    if sys.flags.no_site:
-        # the launcher script runs under `python -S` so that a call served by a zygote does not
-        # pay for site-packages; running here needs them (YAML, cryptography)
-        import site
-
-        site.main()
-    from . import check_version
-
-    check_version()
-    from .cli import main
-
-    _handle_interrupts()
-    return main(argv)
-
-
-def _handle_interrupts() -> None:
-    """Ctrl-C ends a waiting call even when Python swallows one KeyboardInterrupt (see
-    talosim.machine.clock.on_interrupt); only where SIGINT is not ignored, as Python itself."""
-    import signal
-
-    from .machine import clock
-
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, clock.on_interrupt)
-
-
-def _via_zygote(argv: list[str], *, require: bool) -> int | None:
-    import _socket
-    import time
-
-    identity = _identity()
-    address = _address(identity)
-    deadline: float | None = None
-    declined = 0
-    while True:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            sock.connect(address)
-        except OSError:
-            sock.close()
-            if deadline is None:
-                _start_zygote(address)
-                deadline = time.monotonic() + REQUIRE_WAIT_SECONDS
-            if not require:
-                return None
-            if time.monotonic() > deadline:
-                sys.stderr.write("talosim: no zygote answered (TALOSIM_ZYGOTE=require)\n")
-                return 125
-            time.sleep(0.02)
-            continue
-        try:
-            return _relay(sock, argv, identity)
-        except _NotServed:
-            declined += 1
-            if not require:
-                return None
-            if declined > 2:
-                sys.stderr.write("talosim: the zygote declined (TALOSIM_ZYGOTE=require)\n")
-                return 125
-            # a stale zygote declines and exits: the next loop starts a fresh one
-            deadline = None
-        finally:
-            sock.close()
-
-
-class _NotServed(Exception):
-    """The zygote declined (stale source, other identity) before anything ran."""
-
-
-def _relay(sock: Any, argv: list[str], identity: str) -> int:
-    import _signal
-    import _socket
-    import marshal
-
-    request = marshal.dumps(
-        {
-            "identity": identity,
-            "argv": argv,
-            "env": dict(os.environ),
-            "cwd": os.getcwd(),
-            "umask": _umask(),
-        }
-    )
-    # A signal the caller gets goes to the command, as if it were this process. One that comes
-    # before the zygote has said whether it serves the call waits for that answer.
-    pending: list[int] = []
-    served: list[bool] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not served:
-            pending.append(signum)
-            return
-        try:
-            sock.sendall(bytes([signum]))
-        except OSError:
-            pass
-
-    signums = [getattr(_signal, name) for name in _FORWARDED]
-    previous = {signum: _signal.signal(signum, on_signal) for signum in signums}
-    message = len(request).to_bytes(4, "big") + request
-    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in _FDS)  # an array of C ints
-    try:
-        sent = sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        sock.sendall(message[sent:])  # a signal can end a large sendmsg part-way
-        answer = _recv_exact(sock, 1)
-    except OSError:
-        # a zygote exiting (idle, or its source changed) resets the connections still waiting
-        # in its backlog: nothing has run, so the call runs elsewhere
-        answer = b""
-    if answer != b"+":
-        for signum, handler in previous.items():
-            _signal.signal(signum, handler)
-        for signum in pending:  # the call runs in this process now: so do its signals
-            os.kill(os.getpid(), signum)
-        raise _NotServed
-    served.append(True)
-    for signum in pending:
-        on_signal(signum, None)
-    status = _recv_exact(sock, 4)
-    if len(status) < 4:
-        # the zygote is gone without a status (killed): say so as a dead talosctl would
-        sys.stderr.write("talosim: the emulator's worker died without an exit status\n")
-        return 1
-    code = int.from_bytes(status, "big", signed=True)
-    if code < 0:
-        sys.stdout.flush()
-        _signal.signal(-code, _signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-        return 128 - code
-    return code
-
-
-def _recv_exact(sock: Any, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        try:
-            chunk = sock.recv(n - len(data))
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _start_zygote(address: bytes) -> None:
-    """Start a zygote in the background for the next calls; this call does not wait for it."""
-    import subprocess
-
-    env = {k: v for k, v in os.environ.items() if k != _ENV}
-    try:
-        subprocess.Popen(
-            [sys.executable, "-m", "talosim.zygote", address.hex()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-            cwd="/",
-            env={**env, "PYTHONPATH": os.path.dirname(_PKG)},
-        )
-    except OSError:
-        pass  # no zygote: every call runs in-process, as before
-
-
-# -- the zygote ---------------------------------------------------------------------------------
 def _sources() -> dict[str, float]:
     found: dict[str, float] = {}
-    for top, dirs, files in os.walk(_PKG):
+    for top, dirs, files in os.walk(PKG):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for f in files:
             path = os.path.join(top, f)
@@ -299,8 +82,8 @@ def serve(address: bytes) -> None:
     import gc
     import socket
 
-    identity = _identity()
-    if _address(identity) != address:
+    ident = identity()
+    if address_of(ident) != address:
         return
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -321,7 +104,7 @@ def serve(address: bytes) -> None:
     gc.freeze()
     listener.listen(64)
     listener.setblocking(False)
-    _Zygote(listener, identity, broken).run()
+    _Zygote(listener, ident, broken).run()
 
 
 class _Zygote:
@@ -400,7 +183,7 @@ class _Zygote:
 
         while True:
             try:
-                chunk, fds, _flags, _addr = socket.recv_fds(call.conn, 1 << 16, len(_FDS))
+                chunk, fds, _flags, _addr = socket.recv_fds(call.conn, 1 << 16, len(STREAMS))
             except BlockingIOError:
                 return
             except OSError:
@@ -433,7 +216,7 @@ class _Zygote:
 
         try:
             request = marshal.loads(call.data[4:])
-            if request["identity"] != self.identity or len(call.fds) != len(_FDS):
+            if request["identity"] != self.identity or len(call.fds) != len(STREAMS):
                 return False
         except Exception:
             return False
@@ -490,7 +273,7 @@ class _Zygote:
             self.poller.unregister(call.conn)
             del self.by_fd[call.conn.fileno()]
             return
-        forwarded = {getattr(signal, name) for name in _FORWARDED}
+        forwarded = {getattr(signal, name) for name in FORWARDED}
         for signum in data:
             if signum in forwarded:
                 os.kill(call.pid, signum)
@@ -577,7 +360,7 @@ def _become_caller(request: dict[str, Any], fds: list[int]) -> None:
     os.umask(request["umask"])
     # a fresh interpreter's handlers (SIGPIPE stays ignored, as CPython sets it at start-up)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _handle_interrupts()
+    handle_interrupts()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     # what a fresh interpreter builds for its standard streams (UTF-8; stderr line-buffered);
@@ -587,11 +370,6 @@ def _become_caller(request: dict[str, Any], fds: list[int]) -> None:
     sys.stdout = open(1, "w", out_buffering, "utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", 1, "utf-8", "backslashreplace", closefd=False)  # noqa: SIM115
     sys.argv = ["talosctl", *request["argv"]]
-
-
-def entry() -> None:
-    """Console-script entry point (`talosim <talosctl args>`)."""
-    sys.exit(launch(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""talosim's fork server (talosim/zygote.py): a call it serves must be indistinguishable from the
-same call run in a fresh process — output, exit code, files, umask, signals — and it must never
-serve code older than the source."""
+"""talosim's fork server (talosim/zygote.py) and its launcher (talosim/launcher.py): a call it
+serves must be indistinguishable from the same call run in a fresh process — output, exit code,
+files, umask, signals — and it must never serve code older than the source."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from talosim import zygote
+from talosim import launcher
 from tests.sim import TALOSCTL, Sim
 
 # (case id, argv, files the call writes relative to its cwd, extra environment, zygote mode)
@@ -158,7 +158,7 @@ def test_killing_the_caller_kills_the_command(cluster: Sim) -> None:
     # (forks of the zygote, not programs a call started, e.g. an emulated API server)
     serving = [
         pid
-        for pid in _descendants(_zygote_pid(zygote.address(cluster.env)))
+        for pid in _descendants(_zygote_pid(launcher.address(cluster.env)))
         if b"talosim.zygote" in _cmdline(pid)
     ]
     assert serving, "the hung call runs under the zygote"
@@ -233,7 +233,7 @@ class _Copy:
     def __init__(self, tmp_path: Path, mode: str) -> None:
         self.pkg = tmp_path / "pkg"
         shutil.copytree(
-            Path(zygote.__file__).parent,
+            Path(launcher.__file__).parent,
             self.pkg / "talosim",
             ignore=shutil.ignore_patterns("__pycache__"),
         )
@@ -260,7 +260,7 @@ class _Copy:
 
     def address(self) -> bytes:
         """The copy's zygote address, as the copy itself computes it."""
-        probe = "import talosim.zygote as z; print(z.address().hex())"
+        probe = "import talosim.launcher as z; print(z.address().hex())"
         hexed = subprocess.run(
             [sys.executable, "-S", "-c", probe],
             env=self.env,
@@ -316,7 +316,7 @@ def test_a_zygote_that_drops_the_call_before_it_runs_leaves_it_to_run_in_process
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
 def test_another_user_cannot_use_the_zygote(sim: Sim) -> None:
     assert _run(sim, sim.cwd, ["version", "--client"], "require", {}).returncode == 0
-    address = zygote.address(sim.env)
+    address = launcher.address(sim.env)
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: another user's process knocking at the zygote

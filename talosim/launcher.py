@@ -178,12 +178,22 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in STREAMS)  # an array of C ints
     try:
         sent = sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        sock.sendall(message[sent:])  # a signal can end a large sendmsg part-way
-        answer = _recv_exact(sock, 1)
+        if sent < len(message):  # a signal can end a large sendmsg part-way
+            sock.sendall(message[sent:])
     except OSError:
         # a zygote exiting (idle, or its source changed) resets the connections still waiting
-        # in its backlog: nothing has run, so the call runs elsewhere
+        # in its backlog; one that did not get the whole request forks nothing: the call runs
+        # elsewhere
         answer = b""
+    else:
+        # Once the whole request is out, the answer is read whatever happens: the zygote may
+        # already have run the call and closed its end (its "+" and the status stay readable).
+        # Sending anything more here, even sendall(b""), fails with EPIPE then, and taking that
+        # for "not served" ran the call a second time.
+        try:
+            answer = _recv_exact(sock, 1)
+        except OSError:
+            answer = b""
     if answer != b"+":
         for signum, handler in previous.items():
             _signal.signal(signum, handler)

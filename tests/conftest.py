@@ -81,3 +81,9 @@ def need_kubectl() -> str:
 @pytest.fixture
 def fleet_repo(tmp_path: Path) -> Path:
     return copy_repo(tmp_path / "fleet")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first (in collection order otherwise): with several xdist workers,
+    a long test handed out last keeps one worker busy while the others have nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

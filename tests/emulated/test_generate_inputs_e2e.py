@@ -37,6 +37,7 @@ def _calls(log: Path) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_nothing_changed_spawns_nothing_and_changes_are_still_caught(repo: FleetRepo) -> None:
     env, log = _counting_talosctl(repo)
     gen = ["generate", "--cluster", "v3", "--throwaway-bundle"]

@@ -135,6 +135,7 @@ def test_failed_apply_exits_with_node_command_and_output_then_resumes(demo_repo:
     assert resumed == ["127.0.10.4"], "a re-run must only apply what is not done yet"
 
 
+@pytest.mark.slow
 def test_hung_apply_times_out_then_a_rerun_resumes(demo_repo: FleetRepo) -> None:
     # The hang runs on talosim's clock, frozen here: the apply hangs until talosprov's timeout
     # kills it, however loaded the machine is. The timeout only has to exceed a normal call.

@@ -109,6 +109,7 @@ def test_the_demo_leaves_the_repository_clean(repo: FleetRepo) -> None:
     assert not (repo.root / "secrets").exists()
 
 
+@pytest.mark.slow
 def test_after_upgrade_then_apply_the_live_configs_equal_generated(installed: FleetRepo) -> None:
     """The README's step 5: `talosctl upgrade` installs the new Talos but leaves the machine
     config (machine.install.image) as it was; `invoke apply` brings it to generated/."""

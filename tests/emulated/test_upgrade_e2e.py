@@ -286,6 +286,7 @@ def test_upgrade_k8s_dry_run_first_then_real_then_verified_and_idempotent(
     assert "nothing to do" in out
 
 
+@pytest.mark.slow
 def test_upgrade_k8s_refuses_skew_and_walks_minors(installed: FleetRepo) -> None:
     r = installed.invoke("upgrade-k8s", "--cluster", "demo", "--to", "1.31.0")
     assert r.returncode == 1

@@ -59,6 +59,7 @@ def _to(call: dict[str, Any]) -> str:
     return str(argv[argv.index("--to") + 1])
 
 
+@pytest.mark.slow
 def test_full_path_v17_to_v114_and_k8s_137_then_rerun_is_a_noop(v3: FleetRepo) -> None:
     dry = _ok(v3.invoke("upgrade", "--cluster", "v3", "--dry-run", extra_env=ENV))
     assert "path to Talos v1.14.2, Kubernetes 1.37.0:" in dry
@@ -104,6 +105,7 @@ STOP_AT_10 = (
 )
 
 
+@pytest.mark.slow
 def test_stop_in_the_middle_then_rerun_resumes_from_live_state(v3: FleetRepo) -> None:
     # Resuming needs no more than the hop it stopped in and one after it (the full path has its
     # own test): aim at Talos v1.11.6 / Kubernetes 1.34.1, four Talos hops.

@@ -40,7 +40,7 @@ class Sim:
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, TALOSCTL, *args],
+            [sys.executable, "-S", TALOSCTL, *args],  # as the launcher's shebang runs it
             cwd=self.cwd,
             env=self.env,
             capture_output=True,

@@ -7,6 +7,7 @@ become CommandFailed with the tails of stdout and stderr.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shlex
@@ -77,7 +78,7 @@ def resolve(name: str, *, emulated: bool = False, emulator_state: Path | None = 
     if name == "talosctl" and emulated:
         return Program(
             name,
-            (sys.executable, "-m", "talosim"),
+            _talosim_prefix(),
             "talosim (emulated cluster)",
             _emu_env(emulator_state),
             _sim_state(emulator_state),
@@ -86,6 +87,18 @@ def resolve(name: str, *, emulated: bool = False, emulator_state: Path | None = 
     if not path:
         raise ToolMissing(f"{name} not found on PATH: {INSTALL_HINTS.get(name, 'install it')}")
     return Program(name, (path,), "PATH")
+
+
+def _talosim_prefix() -> tuple[str, ...]:
+    """How to run talosim: its launcher script under `python -S` when it is there (a call its
+    fork server serves needs no site-packages: ~12 ms of CPU per call instead of ~26 ms for
+    `python -m talosim`, and an upgrade makes hundreds of calls), else `python -m talosim`."""
+    spec = importlib.util.find_spec("talosim")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        launcher = Path(folder) / "bin" / "talosctl"
+        if launcher.is_file():
+            return (sys.executable, "-S", str(launcher))
+    return (sys.executable, "-m", "talosim")
 
 
 def _sim_state(default: Path | None) -> Path | None:

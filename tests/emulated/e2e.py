@@ -77,8 +77,10 @@ class FleetRepo:
         )
 
     def talosim(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The test's own talosctl calls (faults, clock, fleet): through the launcher script
+        under `python -S`, as its shebang runs it (TALOSIM above is what TALOSCTL names)."""
         return subprocess.run(
-            [sys.executable, TALOSIM, *args],
+            [sys.executable, "-S", LAUNCHER, *args],
             cwd=self.root,
             env=self.env,
             capture_output=True,

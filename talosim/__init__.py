@@ -1,7 +1,7 @@
 """talosim: a file-backed emulator of talosctl, Talos nodes and their Kubernetes API.
 
 It stands for an outside system, so it never imports talosprov. Kept light: every call imports
-it before its launcher (talosim.zygote) decides where the call runs.
+it before its launcher (talosim.launcher) decides where the call runs.
 """
 
 import os

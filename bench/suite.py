@@ -41,6 +41,14 @@ def tracked_copy() -> Path:
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tracked files"]):
         subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    # as scripts/setup does for a checkout: where PYTHONDONTWRITEBYTECODE is set, nothing else
+    # would write the copy's bytecode and every process would compile it again
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "talosprov", "talosim", "tasks.py"],
+        cwd=dest,
+        check=True,
+        capture_output=True,
+    )
     return dest
 
 

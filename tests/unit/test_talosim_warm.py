@@ -18,17 +18,18 @@ print("ok", n)
 """
 
 
-def test_prewarm_fills_the_schema_and_order_caches_of_every_release() -> None:
-    # a fresh interpreter: the caches of this test process may be filled by other tests
+def _fresh(probe: str) -> str:
+    """stdout of probe run in a fresh interpreter: this test process's caches and imports may
+    have been filled by other tests."""
     r = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["ok", "8"]
+    return r.stdout
+
+
+def test_prewarm_fills_the_schema_and_order_caches_of_every_release() -> None:
+    assert _fresh(PROBE).split() == ["ok", "8"]
 
 
 # Every call reads a talosconfig and dials nodes by address: after prewarm, a worker forked from
@@ -47,12 +48,4 @@ print(sorted(set(sys.modules) - modules), sorted(p[1] for p in set(re._cache) - 
 
 
 def test_after_prewarm_reading_a_talosconfig_and_dialing_compile_and_import_nothing() -> None:
-    r = subprocess.run(
-        [sys.executable, "-c", FIRST_CALL_PROBE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[] []"
+    assert _fresh(FIRST_CALL_PROBE).strip() == "[] []"

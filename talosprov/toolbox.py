@@ -28,16 +28,18 @@ def kubectl_optional() -> Program | None:
 
 
 @functools.lru_cache(maxsize=32)
-def client_version_output(prog: Program) -> str:
-    """`<prog> version --client --short`, asked once per program and task (a failure is not
-    remembered): the preflight and every hop of an upgrade path want it."""
-    return run(prog, ["version", "--client", "--short"], timeout=30).stdout
+def client_tag(prog: Program) -> tuple[str, str]:
+    """(tag, whole answer) of `<prog> version --client --short`, asked once per program and
+    task (a failure is not remembered): the preflight, the generate record and every hop of an
+    upgrade path want it. The tag is the first word starting with "v", "" when there is none."""
+    out = run(prog, ["version", "--client", "--short"], timeout=30).stdout
+    tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
+    return tag, out
 
 
 def check_talosctl_version(prog: Program, cluster: Cluster) -> str:
     """Preflight: talosctl must not be older than the cluster's Talos minor; returns its tag."""
-    out = client_version_output(prog)
-    tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
+    tag, out = client_tag(prog)
     try:
         client = Version.parse(tag)
     except ValueError:

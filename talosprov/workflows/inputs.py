@@ -86,8 +86,7 @@ def talosctl_version(repo: Repo, prog: Program) -> str:
             known = {}  # a damaged cache is only a miss
     if key and key in known:
         return known[key]
-    out = toolbox.client_version_output(prog)
-    tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
+    tag, out = toolbox.client_tag(prog)
     if not tag:
         raise ToolMissing(
             f"cannot tell the version of {prog.name} ({prog.source}) from "

@@ -37,8 +37,8 @@ from .runtime import (
     Poll,
     Probe,
     Reporter,
-    ask_statuses,
     cluster_lock,
+    configured_probes,
     parallel,
     probe,
     wait_for,
@@ -192,10 +192,7 @@ class Installer:
     def observe(self) -> dict[str, Probe]:
         progress.phase(f"Observe {len(self.cluster.nodes)} nodes of {self.cluster.name}")
         ips = [n.ip for n in self.cluster.nodes]
-        known = {
-            ip: Probe(ip, "configured", st)
-            for ip, st in ask_statuses(self.prog, self.tc, ips, self._cps()).items()
-        }
+        known = configured_probes(self.prog, self.tc, ips, self._cps())
         probes = parallel(
             lambda ip: probe(self.prog, self.tc, ip),
             [ip for ip in ips if ip not in known],
@@ -244,10 +241,7 @@ class Installer:
         ips = [n.ip for n in self.cluster.nodes]
         progress.phase(f"Wait for {len(ips)} nodes (maintenance mode or configured)")
         # the nodes that already run this cluster answer one call through the control planes
-        probes: dict[str, Probe] = {
-            ip: Probe(ip, "configured", st)
-            for ip, st in ask_statuses(self.prog, self.tc, ips, self._cps()).items()
-        }
+        probes = configured_probes(self.prog, self.tc, ips, self._cps())
         for p in probes.values():
             self.opts.reporter.node(p.ip, p.describe())
 

@@ -371,6 +371,14 @@ def ask_statuses(
     return {ip: st for ip, st in parse_machinestatus_many(r.stdout).items() if ip in ips}
 
 
+def configured_probes(
+    prog: Program, tc: Talosctl, ips: list[str], eps: list[str]
+) -> dict[str, Probe]:
+    """What `probe` would say of the nodes that answer through the control planes (they run
+    this cluster's config), found with one call; the others are for the caller to probe."""
+    return {ip: Probe(ip, "configured", st) for ip, st in ask_statuses(prog, tc, ips, eps).items()}
+
+
 Many = tuple[dict[str, MachineStatus], dict[str, str], dict[str, dict[str, Any]]]
 
 

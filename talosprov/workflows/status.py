@@ -21,7 +21,7 @@ from ..tools.talosctl import (
     parse_server_version,
 )
 from . import certs as certs_wf
-from .runtime import Many, ask_many, lock_state, parallel, probe
+from .runtime import ask_many, lock_state, parallel, probe
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +74,6 @@ def _bundle_values(repo: Repo, cluster: Cluster) -> dict[str, str] | None:
         return None
 
 
-def _many(prog: Program, tc: Talosctl, cluster: Cluster, *, configs: bool) -> Many:
-    return ask_many(
-        prog,
-        tc,
-        [n.ip for n in cluster.nodes],
-        [n.ip for n in cluster.controlplanes],
-        configs=configs,
-    )
-
-
 def _version(prog: Program, tc: Talosctl, ip: str) -> str:
     try:
         return parse_server_version(run(prog, tc.version(ip), timeout=20, node=ip).stdout).get(
@@ -104,7 +94,13 @@ def status(
 
     # Round trips: one machinestatus and one version call for all configured nodes through the
     # control planes; only the nodes missing from that answer are probed one by one.
-    known, tags, live = _many(prog, tc, cluster, configs=values is not None)
+    known, tags, live = ask_many(
+        prog,
+        tc,
+        [n.ip for n in cluster.nodes],
+        [n.ip for n in cluster.controlplanes],
+        configs=values is not None,
+    )
 
     def one(node: Node) -> tuple[Node, str, str, str]:
         if node.ip in known:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,7 +365,7 @@ class Upgrader:
                     if s.role == "controlplane":
                         self.etcd_gate(self.nodes[s.ip])
                         self.snapshot(self.nodes[s.ip])
-            self.after_gates(batch, names)
+            self.upgrade_batch(batch, names)
 
     def health_before(self, names: str) -> None:
         """The cluster health check before a batch; skipped when the previous batch's check
@@ -374,7 +375,7 @@ class Upgrader:
             return
         self.health(f"before {names}")
 
-    def after_gates(self, batch: tuple[NodeStep, ...], names: str) -> None:
+    def upgrade_batch(self, batch: tuple[NodeStep, ...], names: str) -> None:
         """Upgrade the batch, then its gates: Ready in Kubernetes, cluster health, user gates."""
         self._healthy_just_now = False
         parallel(self.upgrade_node, list(batch), len(batch))
@@ -563,16 +564,11 @@ def upgrade_k8s(
         progress.phase("Verify kubelets and control-plane pods")
         poll = Poll(300)
         while True:
-            # two independent reads: the kubelets' versions and the control-plane pods
-            nodes_out, ready = parallel(
-                lambda ask: ask(),
-                [
-                    lambda: run(kubectl, kc.get_nodes(), timeout=60).stdout,
-                    lambda: _control_plane_pods_ready(kubectl, kc),
-                ],
-                2,
-            )
-            nodes = parse_nodes(str(nodes_out))
+            # two independent reads at once: the control-plane pods and the kubelets' versions
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pods = pool.submit(_control_plane_pods_ready, kubectl, kc)
+                nodes = parse_nodes(run(kubectl, kc.get_nodes(), timeout=60).stdout)
+                ready = pods.result()
             behind = [f"{n.name} ({n.kubelet})" for n in nodes if n.kubelet != target.plain()]
             if not behind and ready:
                 break

@@ -106,10 +106,9 @@ def facts(repo: Repo, cluster: Cluster) -> path_wf.Facts:
 # -- which talosctl drives which hop -------------------------------------------------------------
 def _client_version(prog: Program) -> Version | None:
     try:
-        out = toolbox.client_version_output(prog)
+        tag, _out = toolbox.client_tag(prog)
     except TalosProvError:  # not runnable, or not a talosctl: this one cannot drive a hop
         return None
-    tag = next((w for line in out.splitlines() for w in line.split() if w.startswith("v")), "")
     tag = tag.split("-", 1)[0]
     try:
         return Version.parse(tag)
@@ -211,7 +210,7 @@ class HopUpgrader(up_wf.Upgrader):
                 for s in batch:
                     if s.role == "controlplane":
                         self.snapshot(self.nodes[s.ip])
-            self.after_gates(batch, names)
+            self.upgrade_batch(batch, names)
 
     def k8s_ready(self, ips: list[str]) -> None:
         # independent read-only waits: the nodes Ready and their Cilium agents Ready

@@ -149,6 +149,9 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
     import _socket
     import marshal
 
+    # A signal this process ignores (nohup, `cmd &` in a script) stays ignored in the worker,
+    # as it would in a fresh process, and is not forwarded.
+    names = [n for n in FORWARDED if _signal.getsignal(getattr(_signal, n)) != _signal.SIG_IGN]
     request = marshal.dumps(
         {
             "identity": identity,
@@ -156,6 +159,7 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
             "env": dict(os.environ),
             "cwd": os.getcwd(),
             "umask": _umask(),
+            "ignored": [n for n in FORWARDED if n not in names],
         }
     )
     # A signal the caller gets goes to the command, as if it were this process. One that comes
@@ -172,7 +176,7 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
         except OSError:
             pass
 
-    signums = [getattr(_signal, name) for name in FORWARDED]
+    signums = [getattr(_signal, name) for name in names]
     previous = {signum: _signal.signal(signum, on_signal) for signum in signums}
     message = len(request).to_bytes(4, "big") + request
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in STREAMS)  # an array of C ints
@@ -220,10 +224,7 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
 def _recv_exact(sock: Any, n: int) -> bytes:
     data = b""
     while len(data) < n:
-        try:
-            chunk = sock.recv(n - len(data))
-        except InterruptedError:
-            continue
+        chunk = sock.recv(n - len(data))
         if not chunk:
             break
         data += chunk

@@ -26,7 +26,6 @@ from .launcher import (
     PKG,
     STREAMS,
     address_of,
-    entry,  # noqa: F401 (venvs installed before the launcher moved run talosim.zygote:entry)
     handle_interrupts,
     identity,
 )
@@ -220,7 +219,10 @@ class _Zygote:
                 return False
         except Exception:
             return False
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            return False
         if pid == 0:
             code = 1
             try:
@@ -324,7 +326,7 @@ def _run_worker(argv: list[str]) -> int:
     try:
         from . import check_version, cli
 
-        check_version()
+        check_version()  # as run_here, which the caller runs when no zygote serves it
         code = cli.main(list(argv))
     except SystemExit as e:
         # as the interpreter does at exit: None is 0, a message goes to stderr with 1
@@ -358,11 +360,16 @@ def _become_caller(request: dict[str, Any], fds: list[int]) -> None:
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
     os.umask(request["umask"])
-    # a fresh interpreter's handlers (SIGPIPE stays ignored, as CPython sets it at start-up)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # a fresh interpreter's handlers (SIGPIPE stays ignored, as CPython sets it at start-up),
+    # and what the caller ignores stays ignored
+    ignored = set(request.get("ignored", ()))
+    for name, fresh in (
+        ("SIGINT", signal.default_int_handler),
+        ("SIGTERM", signal.SIG_DFL),
+        ("SIGHUP", signal.SIG_DFL),
+    ):
+        signal.signal(getattr(signal, name), signal.SIG_IGN if name in ignored else fresh)
     handle_interrupts()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     # what a fresh interpreter builds for its standard streams (UTF-8; stderr line-buffered);
     # they live as long as this process, hence no context manager
     out_buffering = 1 if os.isatty(1) else -1

@@ -16,7 +16,6 @@ _SCALARS = "a: true\nb: 1\nc: 1.5\nd: null\ne: 2001-12-14\nf: [x, {g: h}]\n"
 def prewarm() -> None:
     for minor in releases.minors():
         mc.schema(minor)
-        releases.exact_schema(minor)
         table = order.table(minor[1])
         for struct in table.structs:
             table.fields(struct)

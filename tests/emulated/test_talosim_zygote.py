@@ -114,7 +114,11 @@ def test_a_served_call_is_the_same_as_the_call_in_a_fresh_process(
 
 
 def _hung_version(
-    cluster: Sim, mode: str, launcher: str = TALOSCTL, env: dict[str, str] | None = None
+    cluster: Sim,
+    mode: str,
+    launcher: str = TALOSCTL,
+    env: dict[str, str] | None = None,
+    ignore: tuple[signal.Signals, ...] = (),
 ) -> subprocess.Popen[str]:
     """A `version` call held by a hang fault on a frozen clock, until it is interrupted."""
     cluster.ok_inproc("fleet", "clock", "--freeze")
@@ -129,6 +133,8 @@ def _hung_version(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # started with these signals ignored, as `nohup` or `cmd &` in a script do
+        preexec_fn=(lambda: [signal.signal(s, signal.SIG_IGN) for s in ignore]) if ignore else None,
     )
     # the call is in its hang once the fault is used up
     while json.loads(cluster.ok_inproc("fault", "list").stdout)[0]["times"] != 0:
@@ -149,6 +155,18 @@ def test_a_signal_to_the_caller_reaches_the_command_as_it_would_a_fresh_process(
         cluster.ok_inproc("fault", "clear")
     # SIGINT: KeyboardInterrupt, exit 130; SIGTERM: killed by the signal (-15)
     assert codes[0] == codes[1] == (130 if signame == "SIGINT" else -signal.SIGTERM)
+
+
+def test_a_signal_the_caller_ignores_stays_ignored_as_in_a_fresh_process(cluster: Sim) -> None:
+    codes = []
+    for mode in ("0", "require"):
+        proc = _hung_version(cluster, mode, ignore=(signal.SIGHUP,))
+        proc.send_signal(signal.SIGHUP)
+        cluster.ok_inproc("fleet", "clock", "--advance", "61s")  # the hang ends by itself
+        out, _err = proc.communicate(timeout=30)
+        codes.append((proc.returncode, "Tag:" in out))
+        cluster.ok_inproc("fault", "clear")
+    assert codes == [(0, True), (0, True)]
 
 
 def test_killing_the_caller_kills_the_command(cluster: Sim) -> None:

@@ -1,4 +1,5 @@
-"""Helpers to drive talosim as a separate program, the way talosprov drives talosctl."""
+"""Helpers to drive talosim as a separate program, the way talosprov drives talosctl, or in the
+test's own process when the command line's way in is not what a test is about."""
 
 from __future__ import annotations
 
@@ -50,14 +51,16 @@ class Sim:
         )
 
     def inproc(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run talosim in this process (no interpreter start-up): for the many small calls of a
-        test that is not about the command line itself, e.g. reading a stage or moving the
-        clock. Same environment, working directory and state folder as `run`."""
-        import talosim
-        from talosim import cli
+        """Run talosim in this process (no interpreter start-up), with the environment,
+        working directory and state folder of `run`, and the stdout, stderr and exit code a
+        fresh interpreter would give (files follow this process's umask, as `run`'s child
+        inherits it). Only the command line's way in (talosim/bin/talosctl, the launcher and
+        its zygote) is not exercised: `run` is for tests about that."""
+        # what a zygote's worker runs once it has become its caller's process: the version check,
+        # cli.main, and the exit code and stderr of a fresh interpreter's SystemExit,
+        # KeyboardInterrupt or uncaught exception
+        from talosim.zygote import _run_worker
 
-        # the release talosim plays is fixed when it is imported
-        assert self.talosctl_version in (None, talosim.TALOSCTL_VERSION), "use run()"
         out, err = io.StringIO(), io.StringIO()
         saved_env, saved_cwd = dict(os.environ), Path.cwd()
         try:
@@ -65,7 +68,7 @@ class Sim:
             os.environ.update(self.env)
             os.chdir(self.cwd)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                rc = cli.main(list(args))
+                rc = _run_worker(list(args))
         finally:
             os.chdir(saved_cwd)
             os.environ.clear()
@@ -88,7 +91,7 @@ class Sim:
 
     def destroy(self) -> None:
         if self.state.exists():
-            self.run("fleet", "destroy")
+            self.inproc("fleet", "destroy")
 
     def copy_to(self, dest: Path) -> Sim:
         shutil.copytree(
@@ -102,8 +105,8 @@ WORKERS = ["127.0.10.4", "127.0.10.5"]
 
 
 def build_cluster(sim: Sim, *, bootstrap: bool = True, talos: str = "v1.7.0") -> None:
-    """A 3+2 cluster named demo, configured (and bootstrapped) on talosim."""
-    sim.ok(
+    """A 3+2 cluster named demo, configured (and bootstrapped) on talosim, in this process."""
+    sim.ok_inproc(
         "fleet",
         "create",
         "--nodes",
@@ -113,8 +116,8 @@ def build_cluster(sim: Sim, *, bootstrap: bool = True, talos: str = "v1.7.0") ->
         "--talos-version",
         talos,
     )
-    sim.ok("gen", "secrets", "-o", "secrets.yaml", "--talos-version", talos)
-    sim.ok(
+    sim.ok_inproc("gen", "secrets", "-o", "secrets.yaml", "--talos-version", talos)
+    sim.ok_inproc(
         "gen",
         "config",
         "demo",
@@ -133,9 +136,9 @@ def build_cluster(sim: Sim, *, bootstrap: bool = True, talos: str = "v1.7.0") ->
         "--with-examples=false",
     )
     for ip in CPS:
-        sim.ok("apply-config", "--insecure", "-n", ip, "-f", "out/controlplane.yaml")
+        sim.ok_inproc("apply-config", "--insecure", "-n", ip, "-f", "out/controlplane.yaml")
     for ip in WORKERS:
-        sim.ok("apply-config", "--insecure", "-n", ip, "-f", "out/worker.yaml")
-    sim.ok(*sim.tc("config", "endpoint", *CPS))
+        sim.ok_inproc("apply-config", "--insecure", "-n", ip, "-f", "out/worker.yaml")
+    sim.ok_inproc(*sim.tc("config", "endpoint", *CPS))
     if bootstrap:
-        sim.ok(*sim.tc("bootstrap", "-n", CPS[0]))
+        sim.ok_inproc(*sim.tc("bootstrap", "-n", CPS[0]))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import played
 from ..machine.state import State
 from . import talosconfig
 
@@ -98,15 +99,33 @@ class Parsed:
         return self.values[name]
 
 
+# A command's flags: a list, or a function of the talosctl release played (talosim.played) for a
+# command whose flags, defaults or help differ between releases.
+FlagSpec = list[Flag] | Callable[[str], list[Flag]]
+
+
 @dataclass
 class Command:
     path: tuple[str, ...]
     handler: Callable[[Ctx], None] | None
-    flags: list[Flag] = field(default_factory=list)
+    flag_spec: FlagSpec = field(default_factory=list)
     nargs: tuple[int, int | None] = (0, 0)  # (min, max); max None = unlimited
     aliases: tuple[str, ...] = ()
     use: str = ""
     short: str = ""
+    _by_release: dict[str, list[Flag]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def flags(self) -> list[Flag]:
+        """The flags as the talosctl release this call plays declares them."""
+        if not callable(self.flag_spec):
+            return self.flag_spec
+        release = played()
+        flags = self._by_release.get(release)
+        if flags is None:
+            # a pure function of the release: kept for the process, one list per release
+            flags = self._by_release[release] = self.flag_spec(release)
+        return flags
 
 
 Handler = Callable[["Ctx"], None]
@@ -121,7 +140,7 @@ class Commands(list[Command]):
         self,
         path: str,
         *,
-        flags: list[Flag] | None = None,
+        flags: FlagSpec | None = None,
         nargs: tuple[int, int | None] = (0, 0),
         aliases: tuple[str, ...] = (),
         use: str = "",

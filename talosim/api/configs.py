@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..machine import machineconfig as mc
 from ..machine import patch as mpatch
 from .command import Fail
@@ -25,7 +25,7 @@ def contract_of_docs(docs: list[Any]) -> tuple[int, int]:
             image = ((d.get("machine") or {}).get("install") or {}).get("image") or ""
             tag = image.rsplit(":", 1)[-1] if ":" in image else ""
             try:
-                return mc.contract_of(tag, TALOSCTL_VERSION)
+                return mc.contract_of(tag, played())
             except mc.ConfigError:
                 break
-    return mc.contract_of("", TALOSCTL_VERSION)
+    return mc.contract_of("", played())

@@ -7,7 +7,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.configs import contract_of_docs, load_patches
 from ..api.conn import Conn, for_each
@@ -23,15 +23,14 @@ from ..machine.state import State
 COMMANDS = Commands()
 
 
-# talosctl's --mode values: interactive is gone from 1.13, reboot from 1.14 (releases.yaml)
-MODES = tuple(
-    m
-    for m in ("auto", "interactive", "no-reboot", "reboot", "staged", "try")
-    if not (
-        m == "interactive" and releases.since("apply_mode_interactive_removed", TALOSCTL_VERSION)
+def _modes(client: str) -> tuple[str, ...]:
+    """talosctl's --mode values: interactive is gone from 1.13, reboot from 1.14 (releases.yaml)."""
+    return tuple(
+        m
+        for m in ("auto", "interactive", "no-reboot", "reboot", "staged", "try")
+        if not (m == "interactive" and releases.since("apply_mode_interactive_removed", client))
+        and not (m == "reboot" and releases.since("apply_mode_reboot_removed", client))
     )
-    and not (m == "reboot" and releases.since("apply_mode_reboot_removed", TALOSCTL_VERSION))
-)
 
 
 def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | None:
@@ -41,11 +40,8 @@ def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | No
     return None
 
 
-@COMMANDS.add(
-    "apply-config",
-    aliases=("apply",),
-    nargs=(0, 1),
-    flags=[
+def _apply_config_flags(client: str) -> list[Flag]:
+    return [
         Flag("file", short="f", help="the filename of the updated configuration"),
         Flag(
             "insecure",
@@ -53,7 +49,7 @@ def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | No
             short="i",
             help="apply the config using the insecure (encrypted with no auth) maintenance service",
         ),
-        Flag("mode", short="m", default="auto", choices=MODES, help="apply config mode"),
+        Flag("mode", short="m", default="auto", choices=_modes(client), help="apply config mode"),
         Flag("dry-run", "bool", help="check how the config change will be applied in dry-run mode"),
         Flag(
             "config-patch",
@@ -73,8 +69,10 @@ def _install_disk_problem(node: dict[str, Any], doc: dict[str, Any]) -> str | No
             default=60.0,
             help="the config will be rolled back after specified timeout (if try mode is selected)",
         ),
-    ],
-)
+    ]
+
+
+@COMMANDS.add("apply-config", aliases=("apply",), nargs=(0, 1), flags=_apply_config_flags)
 def apply_config(ctx: Ctx) -> None:
     if ctx.args and ctx.args[0] not in ("config", "machineconfig"):
         raise Fail(f"unknown positional argument {ctx.args[0]}")
@@ -95,7 +93,7 @@ def apply_config(ctx: Ctx) -> None:
         patches = load_patches(ctx["config-patch"], contract)
         docs = mpatch.apply(docs, patches, contract)
         # talosctl sends patched.Bytes(): Go-struct order, or JSONToYAML's after a JSON6902 patch
-        raw = mc.encode_config(docs, TALOSCTL_VERSION, json6902=patches[-1].kind == "json6902")
+        raw = mc.encode_config(docs, played(), json6902=patches[-1].kind == "json6902")
         docs = mc.decode_docs(raw)
     mode = ctx["mode"]
     if mode == "interactive":

@@ -10,7 +10,6 @@ import time
 import uuid
 from typing import Any
 
-from .. import TALOSCTL_VERSION
 from ..api.command import Commands, Ctx, Fail, Flag, format_duration, parse_seconds, table
 from ..machine import nodes as N
 from ..machine import releases
@@ -43,9 +42,8 @@ def expand(spec: str) -> list[str]:
     return out
 
 
-@COMMANDS.add(
-    "fleet create",
-    flags=[
+def _fleet_create_flags(client: str) -> list[Flag]:
+    return [
         Flag(
             "nodes", "strings", help="node addresses: 127.0.10.1-127.0.10.5, 127.0.10.1-5 or a list"
         ),
@@ -57,7 +55,7 @@ def expand(spec: str) -> list[str]:
         Flag("disk", "array", help="disk of every node, PATH:SIZE (default /dev/nvme0n1:500GB)"),
         Flag(
             "talos-version",
-            default=TALOSCTL_VERSION,
+            default=client,
             help="Talos version the nodes boot (maintenance ISO)",
         ),
         Flag("install-seconds", "seconds", default=0.0, help="time spent installing"),
@@ -72,8 +70,10 @@ def expand(spec: str) -> list[str]:
             default=600.0,
             help="emulated API server stops after this idle time",
         ),
-    ],
-)
+    ]
+
+
+@COMMANDS.add("fleet create", flags=_fleet_create_flags)
 def fleet_create(ctx: Ctx) -> None:
     ips = expand(",".join(ctx["nodes"] + ctx.args))
     if not ips:

@@ -8,7 +8,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..api import kubepki, talosconfig
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.configs import load_patches
@@ -44,15 +44,14 @@ def bundle_from_config(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@COMMANDS.add(
-    "gen secrets",
-    flags=[
+def _gen_secrets_flags(client: str) -> list[Flag]:
+    return [
         Flag(
             "output-file",
             short="o",
             default="secrets.yaml",
             help='path of the output file, or "-" for stdout'
-            if releases.since("gen_secrets_stdout", TALOSCTL_VERSION)
+            if releases.since("gen_secrets_stdout", client)
             else "path of the output file",
         ),
         Flag(
@@ -74,10 +73,13 @@ def bundle_from_config(doc: dict[str, Any]) -> dict[str, Any]:
             help="use the provided bootstrap token as input",
         ),
         FORCE,
-    ],
-)
+    ]
+
+
+@COMMANDS.add("gen secrets", flags=_gen_secrets_flags)
 def gen_secrets(ctx: Ctx) -> None:
-    contract = mc.contract_of(ctx["talos-version"], TALOSCTL_VERSION)
+    client = played()
+    contract = mc.contract_of(ctx["talos-version"], client)
     if ctx["from-kubernetes-pki"]:
         # the only branch that reads --kubernetes-bootstrap-token, verbatim (secrets.go
         # v1.14.0-rc.1 L48-51; v1.7.0 the same); elsewhere it is ignored
@@ -95,7 +97,7 @@ def gen_secrets(ctx: Ctx) -> None:
     else:
         bundle = pki.gen_secrets_bundle(contract)
     out = ctx["output-file"]
-    if out == "-" and releases.since("gen_secrets_stdout", TALOSCTL_VERSION):
+    if out == "-" and releases.since("gen_secrets_stdout", client):
         ctx.out(mc.encode(bundle))
         return
     if os.path.exists(out) and not ctx["force"]:
@@ -135,11 +137,8 @@ def _validate_endpoint(ep: str) -> None:
         )
 
 
-@COMMANDS.add(
-    "gen config",
-    nargs=(2, 2),
-    use="talosctl gen config <cluster name> <cluster endpoint>",
-    flags=[
+def _gen_config_flags(client: str) -> list[Flag]:
+    return [
         Flag(
             "additional-sans",
             "strings",
@@ -164,12 +163,12 @@ def _validate_endpoint(ep: str) -> None:
         Flag("install-disk", default="/dev/sda", help="the disk to install to"),
         Flag(
             "install-image",
-            default=releases.default_installer_image(TALOSCTL_VERSION),
+            default=releases.default_installer_image(client),
             help="the image used to perform an installation",
         ),
         Flag(
             "kubernetes-version",
-            default=releases.default_kubernetes(TALOSCTL_VERSION),
+            default=releases.default_kubernetes(client),
             help="desired kubernetes version to run",
         ),
         Flag(
@@ -187,7 +186,7 @@ def _validate_endpoint(ep: str) -> None:
         # --persist is gone from 1.13 (cmd/talosctl/cmd/mgmt/gen/config.go @v1.13.9)
         *(
             []
-            if releases.since("gen_config_persist_removed", TALOSCTL_VERSION)
+            if releases.since("gen_config_persist_removed", client)
             else [
                 Flag(
                     "persist",
@@ -227,7 +226,14 @@ def _validate_endpoint(ep: str) -> None:
         Flag("with-secrets", help="use a secrets file generated using 'gen secrets'"),
         Flag("output-dir", hidden=True, help="destination to output generated files"),
         FORCE,
-    ],
+    ]
+
+
+@COMMANDS.add(
+    "gen config",
+    nargs=(2, 2),
+    use="talosctl gen config <cluster name> <cluster endpoint>",
+    flags=_gen_config_flags,
 )
 def gen_config(ctx: Ctx) -> None:
     name, endpoint = ctx.args
@@ -240,7 +246,8 @@ def gen_config(ctx: Ctx) -> None:
         for m in ctx["registry-mirror"]:
             if "=" not in m:
                 raise Fail(f'invalid registry mirror spec: "{m}"')
-    contract = mc.contract_of(ctx["talos-version"], TALOSCTL_VERSION)
+    client = played()
+    contract = mc.contract_of(ctx["talos-version"], client)
     if ctx["with-secrets"]:
         try:
             bundle = mc.decode_docs(Path(ctx["with-secrets"]).read_text())[0]
@@ -269,7 +276,7 @@ def gen_config(ctx: Ctx) -> None:
         "with_kubespan": ctx["with-kubespan"],
         "persist": ctx.flags.values.get("persist", True),
     }
-    docs_of = TALOSCTL_VERSION if ctx["with-docs"] else None
+    docs_of = client if ctx["with-docs"] else None
     rendered: dict[str, str] = {}
     for kind, extra, label in (
         ("controlplane", cp_patches, "control plane configs"),
@@ -284,7 +291,7 @@ def gen_config(ctx: Ctx) -> None:
             docs = mpatch.apply(shaped, common + extra, contract)
         except mc.ConfigError as e:
             raise Fail(f"failed to generate config bundle: error patching {label}: {e}") from None
-        rendered[kind] = mc.encode_config(docs, TALOSCTL_VERSION, docs_of=docs_of)
+        rendered[kind] = mc.encode_config(docs, client, docs_of=docs_of)
     if rendered and ctx["with-examples"]:
         # the examples are Go values in each release's *_types_doc.go / *_examples.go (e.g.
         # AddExample in v1alpha1_types_doc.go @v1.14.0-rc.1), in no published schema, so talosim

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.configs import contract_of_docs
 from ..machine import machineconfig as mc
@@ -52,9 +52,7 @@ def machineconfig_patch(ctx: Ctx) -> None:
             out_docs = mpatch.apply(docs, patches, contract)
         except mc.ConfigError as e:
             raise Fail(str(e)) from None
-        result = mc.encode_config(
-            out_docs, TALOSCTL_VERSION, json6902=patches[-1].kind == "json6902"
-        )
+        result = mc.encode_config(out_docs, played(), json6902=patches[-1].kind == "json6902")
     if ctx["output"]:
         parent = os.path.dirname(ctx["output"])
         if parent:

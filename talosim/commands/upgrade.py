@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..api import lifecycle as progress
 from ..api.command import Commands, Ctx, Fail, Flag, table
 from ..api.conn import Conn, for_each
@@ -69,59 +69,62 @@ def _image_version(image: str) -> str:
     return tag
 
 
-# The LifecycleService path's flags (upgrade.go @v1.13.0 L346-361, @v1.14.0-rc.1 L357-375).
-LIFECYCLE_FLAGS = [
-    Flag(
-        "namespace",
-        default="system",
-        help='namespace to use: "system" (etcd and kubelet images), "cri" for all Kubernetes '
-        'workloads, "inmem" for in-memory containerd instance',
-    ),
-    # auto and plain differ only on a terminal, which talosim's stderr never is
-    Flag(
-        "progress",
-        default="auto",
-        choices=("auto", "plain"),
-        help="output mode for upgrade progress. Values: [auto plain]",
-    ),  # fmt: skip
-    *(
-        # installing without the reboot would leave a node between versions, which talosim's
-        # node model has no state for
-        [
-            Flag(
-                "no-reboot",
-                "bool",
-                help="do not reboot the node after upgrade (skip reboot and drain)",
-                modelled=False,
-            )
-        ]
-        if releases.since("upgrade_no_reboot", TALOSCTL_VERSION)
-        else []
-    ),
-    Flag(
-        "drain",
-        "bool",
-        default=True,
-        help="drain the Kubernetes node before rebooting (cordon + evict pods)",
-    ),
-    # talosim's drain never waits, so the timeout cannot expire
-    Flag(
-        "drain-timeout",
-        "duration",
-        default=300.0,
-        help="timeout for draining the Kubernetes node",
-    ),
-]
+def _lifecycle_flags(client: str) -> list[Flag]:
+    """The LifecycleService path's flags (upgrade.go @v1.13.0 L346-361, @v1.14.0-rc.1
+    L357-375)."""
+    return [
+        Flag(
+            "namespace",
+            default="system",
+            help='namespace to use: "system" (etcd and kubelet images), "cri" for all Kubernetes '
+            'workloads, "inmem" for in-memory containerd instance',
+        ),
+        # auto and plain differ only on a terminal, which talosim's stderr never is
+        Flag(
+            "progress",
+            default="auto",
+            choices=("auto", "plain"),
+            help="output mode for upgrade progress. Values: [auto plain]",
+        ),  # fmt: skip
+        *(
+            # installing without the reboot would leave a node between versions, which talosim's
+            # node model has no state for
+            [
+                Flag(
+                    "no-reboot",
+                    "bool",
+                    help="do not reboot the node after upgrade (skip reboot and drain)",
+                    modelled=False,
+                )
+            ]
+            if releases.since("upgrade_no_reboot", client)
+            else []
+        ),
+        Flag(
+            "drain",
+            "bool",
+            default=True,
+            help="drain the Kubernetes node before rebooting (cordon + evict pods)",
+        ),
+        # talosim's drain never waits, so the timeout cannot expire
+        Flag(
+            "drain-timeout",
+            "duration",
+            default=300.0,
+            help="timeout for draining the Kubernetes node",
+        ),
+    ]
+
+
 NAMESPACES = ("system", "cri", "inmem")
 
 
-@COMMANDS.add(
-    "upgrade",
-    flags=[
+def _upgrade_flags(client: str) -> list[Flag]:
+    return [
         Flag(
             "image",
             short="i",
-            default=releases.default_installer_image(TALOSCTL_VERSION),
+            default=releases.default_installer_image(client),
             help="the container image to use for performing the install",
         ),
         Flag(
@@ -134,8 +137,11 @@ NAMESPACES = ("system", "cri", "inmem")
         Flag("stage", "bool", short="s", help="stage the upgrade to perform it after a reboot"),
         # talosctl >= 1.13 (cmd/talosctl/cmd/talos/upgrade.go @v1.13.9: BoolVar "legacy")
         *(
-            [Flag("legacy", "bool", help="force use of legacy upgrade method"), *LIFECYCLE_FLAGS]
-            if releases.since("lifecycle_upgrade", TALOSCTL_VERSION)
+            [
+                Flag("legacy", "bool", help="force use of legacy upgrade method"),
+                *_lifecycle_flags(client),
+            ]
+            if releases.since("lifecycle_upgrade", client)
             else []
         ),
         Flag(
@@ -150,8 +156,10 @@ NAMESPACES = ("system", "cri", "inmem")
             help="upgrade using the insecure (encrypted with no auth) maintenance service",
         ),
         *TRACKER_FLAGS,
-    ],
-)
+    ]
+
+
+@COMMANDS.add("upgrade", flags=_upgrade_flags)
 def upgrade(ctx: Ctx) -> None:
     if ctx["reboot-mode"] not in ("default", "powercycle"):
         raise Fail(f"invalid reboot mode: {ctx['reboot-mode']}")
@@ -261,7 +269,7 @@ LEGACY_UPGRADE_FLAGS = ("force", "insecure", "preserve", "stage")
 
 
 def _client_minor() -> tuple[int, int]:
-    return _minor(TALOSCTL_VERSION)
+    return _minor(played())
 
 
 def _warn_deprecated_upgrade_flags(ctx: Ctx) -> None:
@@ -280,7 +288,7 @@ def _lifecycle_path(ctx: Ctx, state: State, ips: list[str]) -> bool:
     """Whether the upgrade goes through LifecycleService: talosctl >= 1.13 without --legacy,
     and every node inside talosUpgradeAPIVersionRange (">1.13.0-alpha.2 <2.0.0",
     helpers.TalosVersionCheck over all nodes), else the whole command falls back."""
-    if not releases.since("lifecycle_upgrade", TALOSCTL_VERSION) or ctx.flags.values.get("legacy"):
+    if not releases.since("lifecycle_upgrade", played()) or ctx.flags.values.get("legacy"):
         return False
     nodes = [N.load(state, ip) for ip in ips]
     if all(n and releases.since("lifecycle_upgrade", n["talos_version"]) for n in nodes):
@@ -321,7 +329,7 @@ def _upgrade_lifecycle(
     # an installer that fails is reported by its exit code; talosim's failures are its own
     # (faults, installer pre-flight), which it reports as exit code 1
     failed = {ip: 1 for ip in conn.nodes if (N.load(state, ip) or {}).get("upgrade_failure")}
-    new_wording = releases.minor_of(TALOSCTL_VERSION) >= (1, 14)
+    new_wording = releases.minor_of(played()) >= (1, 14)
     progress.installed(rep, conn.nodes, failed, new_wording)
     if failed:
         raise Fail(

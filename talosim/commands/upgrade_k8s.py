@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.conn import Conn, single
 from ..api.errors import RPC
@@ -23,13 +23,12 @@ def _minor(v: str) -> tuple[int, int]:
     return int(a[0]), int(a[1])
 
 
-@COMMANDS.add(
-    "upgrade-k8s",
-    flags=[
+def _upgrade_k8s_flags(client: str) -> list[Flag]:
+    return [
         Flag("from", help="the Kubernetes control plane version to upgrade from"),
         Flag(
             "to",
-            default=releases.default_kubernetes(TALOSCTL_VERSION),
+            default=releases.default_kubernetes(client),
             help="the Kubernetes control plane version to upgrade to",
         ),
         # talosim's upgrade-k8s always reaches the emulated API server
@@ -98,11 +97,13 @@ def _minor(v: str) -> tuple[int, int]:
                     modelled=False,
                 ),
             ]
-            if releases.since("manifests_ssa_prune", TALOSCTL_VERSION)
+            if releases.since("manifests_ssa_prune", client)
             else []
         ),
-    ],
-)
+    ]
+
+
+@COMMANDS.add("upgrade-k8s", flags=_upgrade_k8s_flags)
 def upgrade_k8s(ctx: Ctx) -> None:
     conn = Conn(ctx, False)
     ip = single(conn, "upgrade-k8s")
@@ -132,8 +133,8 @@ def upgrade_k8s(ctx: Ctx) -> None:
             f'(from "{frm}" to "{to}")'
         )
     for r in recs:
-        played = releases.is_played(r["talos_version"])
-        cap = releases.kubernetes_max_minor(r["talos_version"]) if played else None
+        supported = releases.is_played(r["talos_version"])
+        cap = releases.kubernetes_max_minor(r["talos_version"]) if supported else None
         if cap and _minor(to) > _minor(cap):
             raise Fail(
                 f"error creating upgrade path: Kubernetes {to} is not supported by Talos "
@@ -151,7 +152,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
     dry = ctx["dry-run"]
     # --with-docs comments the re-encoded config as gen config's does (encoder.WithComments,
     # upgrade-k8s.go v1.14.0-rc.1 L124-139, v1.7.0 L104-112)
-    docs_of = TALOSCTL_VERSION if ctx["with-docs"] else None
+    docs_of = played() if ctx["with-docs"] else None
     repo = {
         "kube-apiserver": ctx["apiserver-image"],
         "kube-controller-manager": ctx["controller-manager-image"],
@@ -220,7 +221,7 @@ def upgrade_k8s(ctx: Ctx) -> None:
     ):
         ctx.out(f" > processing manifest {kind} {name}\n")
         ctx.out("(dry-run) < dry run, change skipped\n" if dry else " < no changes\n")
-    if cid and cps and manifests.uses_ssa(TALOSCTL_VERSION, [r["talos_version"] for r in recs]):
+    if cid and cps and manifests.uses_ssa(played(), [r["talos_version"] for r in recs]):
         # inline manifests no longer declared are pruned (talosim/manifests.py)
         no_prune = bool(ctx.flags.values.get("manifests-no-prune"))
         with state.locked():
@@ -311,7 +312,7 @@ def _k8s_step(
         patch_image(docs, component, image)
         # talosctl re-encodes the whole patched config, every document, from its Go structs
         # (pkg/cluster/kubernetes/patch.go patchNodeConfig @v1.14.0-rc.1 L22-66)
-        r["config_text"] = mc.encode_config(docs, TALOSCTL_VERSION, docs_of=docs_of)
+        r["config_text"] = mc.encode_config(docs, played(), docs_of=docs_of)
         folded = gendocs.fold_docs(mc.decode_docs(r["config_text"]))
         r["config"] = next(d for d in folded if isinstance(d, dict) and mc.is_v1alpha1(d))
         if kubelet:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import TALOSCTL_VERSION
+from .. import played
 from ..api.command import Commands, Ctx, Fail, Flag
 from ..api.conn import Conn
 from ..api.errors import RPC, multierror
@@ -39,7 +39,8 @@ def _version_block(tag: str, node: str | None = None) -> str:
 )
 def version(ctx: Ctx) -> None:
     ctx.out("Client:\n")
-    ctx.out(f"Talos {TALOSCTL_VERSION}\n" if ctx["short"] else _version_block(TALOSCTL_VERSION))
+    client = played()
+    ctx.out(f"Talos {client}\n" if ctx["short"] else _version_block(client))
     if ctx["client"]:
         return
     conn = Conn(ctx, ctx["insecure"])

@@ -17,20 +17,39 @@ from tests.sim import Sim
 
 CASES = sorted((ROOT / "tests" / "cases" / "talosim_versions" / "contract").glob("*.yaml"))
 
+# Every case runs talosim in this process (Sim.inproc), where one process plays each release in
+# turn (talosim.played). These also run through the real command line (talosim/bin/talosctl, its
+# launcher and a zygote per release), as tests/emulated/test_talosctl_contract.py does for others.
+THROUGH_LAUNCHER = {
+    "talosim-version-out-of-range",  # TALOSIM_VERSION refused before any command: exit 1, stderr
+    "version-1.13-client",  # the played release's own output
+    "apply-1.14-mode-reboot-removed",  # the played release's own flags
+}
+PARAMS = [pytest.param(c, "inproc", id=c.stem) for c in CASES] + [
+    pytest.param(c, "launcher", id=f"{c.stem}@launcher")
+    for c in CASES
+    if c.stem in THROUGH_LAUNCHER
+]
+
 
 class VersionedSim(Sim):
-    """A Sim whose talosctl is a given release (TALOSIM_VERSION)."""
+    """A Sim whose talosctl is a given release (TALOSIM_VERSION), called in this process unless
+    `via` is "launcher"."""
 
     version = "v1.7.0"
+    via = "inproc"
 
     @property
     def env(self) -> dict[str, str]:
         return {**super().env, "TALOSIM_VERSION": self.version}
 
+    def call(self, *args: str) -> Any:
+        return self.run(*args) if self.via == "launcher" else self.inproc(*args)
+
     def at(self, version: str, *args: str) -> Any:
         old, self.version = self.version, version
         try:
-            return self.run(*args)
+            return self.call(*args)
         finally:
             self.version = old
 
@@ -143,9 +162,13 @@ def cluster_templates(tmp_path_factory: pytest.TempPathFactory) -> Any:
         tpl.destroy()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_the_cases_run_through_the_launcher_exist() -> None:
+    assert THROUGH_LAUNCHER - {c.stem for c in CASES} == set()
+
+
+@pytest.mark.parametrize(("case", "via"), PARAMS)
 def test_talosim_version_contract(
-    case: Path, vsim: VersionedSim, cluster_templates: Any, tmp_path: Path
+    case: Path, via: str, vsim: VersionedSim, cluster_templates: Any, tmp_path: Path
 ) -> None:
     spec: dict[str, Any] = yaml.safe_load(case.read_text())
     if spec.get("cluster_at"):
@@ -153,6 +176,7 @@ def test_talosim_version_contract(
         at = at if isinstance(at, dict) else {"talos": at}
         vsim = cluster_templates(at["talos"], at.get("contract"), at.get("patch"), tmp_path / "c")
     vsim.version = spec.get("talosctl", "v1.7.0")
+    vsim.via = via
     try:
         _run_case(spec, vsim)
     finally:
@@ -181,9 +205,9 @@ def _run_case(spec: dict[str, Any], vsim: VersionedSim) -> None:
         if isinstance(step, dict):
             r = vsim.at(step["talosctl"], *step["args"])
         else:
-            r = vsim.run(*step)
+            r = vsim.call(*step)
         assert r.returncode == 0, f"{step}:\n{r.stdout}\n{r.stderr}"
-    r = vsim.run(*[str(a) for a in spec["args"]])
+    r = vsim.call(*[str(a) for a in spec["args"]])
     assert r.returncode == spec.get("rc", 0), f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     if "stdout" in spec:
         assert r.stdout == spec["stdout"]
@@ -231,8 +255,8 @@ def test_gen_config_validates_against_the_schema_of_its_contract(
     minor: tuple[int, int], vsim: VersionedSim
 ) -> None:
     vsim.version = releases.newest_patch(minor)
-    vsim.ok("gen", "secrets", "-o", "s.yaml")
-    vsim.ok(
+    vsim.ok_inproc("gen", "secrets", "-o", "s.yaml")
+    vsim.ok_inproc(
         "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "out",
         "--additional-sans", "c.example", "--with-docs=false", "--with-examples=false",
     )  # fmt: skip
@@ -243,8 +267,8 @@ def test_gen_config_validates_against_the_schema_of_its_contract(
 
 def test_the_schema_check_rejects_the_old_shape_under_the_1_14_schema(vsim: VersionedSim) -> None:
     vsim.version = "v1.14.0-rc.1"
-    vsim.ok("gen", "secrets", "-o", "s.yaml")
-    vsim.ok(
+    vsim.ok_inproc("gen", "secrets", "-o", "s.yaml")
+    vsim.ok_inproc(
         "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "cp.yaml",
         "--talos-version", "v1.9", "-t", "controlplane", "--with-docs=false",
         "--with-examples=false",
@@ -258,15 +282,15 @@ def test_a_node_decodes_deprecated_fields_its_schema_hides(vsim: VersionedSim) -
     """machine.network is hidden from the 1.13 schema, yet Talos 1.13 still reads it."""
     vsim.version = "v1.13.9"
     (vsim.cwd / "p.yaml").write_text("machine:\n  network:\n    hostname: cp-1\n")
-    vsim.ok("gen", "secrets", "-o", "s.yaml")
-    r = vsim.ok(
+    vsim.ok_inproc("gen", "secrets", "-o", "s.yaml")
+    r = vsim.ok_inproc(
         "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "-",
         "-t", "controlplane", "--config-patch", "@p.yaml", "--with-docs=false",
         "--with-examples=false",
     )  # fmt: skip
     assert "    network:\n        hostname: cp-1\n" in r.stdout
     (vsim.cwd / "bad.yaml").write_text("machine:\n  networkz: {}\n")
-    r = vsim.run(
+    r = vsim.inproc(
         "gen", "config", "c", "https://10.5.0.2:6443", "--with-secrets", "s.yaml", "-o", "-",
         "-t", "controlplane", "--config-patch", "@bad.yaml",
     )  # fmt: skip

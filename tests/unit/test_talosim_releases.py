@@ -85,3 +85,28 @@ def test_decoding_schema_keeps_fields_the_published_schema_hides() -> None:
     assert "network" not in exact
     assert "install" not in exact
     assert {"network", "install", "kubelet"} <= set(wide)
+
+
+def test_one_process_plays_the_release_each_call_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import talosim
+    from talosim import cli
+
+    def mode_choices() -> tuple[str, ...]:
+        (mode,) = [f for f in cli.COMMANDS[("apply-config",)].flags if f.name == "mode"]
+        return mode.choices or ()
+
+    def image_default() -> str:
+        (image,) = [f for f in cli.COMMANDS[("upgrade",)].flags if f.name == "image"]
+        return str(image.default)
+
+    monkeypatch.setenv("TALOSIM_VERSION", "v1.14.2")
+    assert talosim.played() == "v1.14.2"
+    assert mode_choices() == ("auto", "no-reboot", "staged", "try")
+    assert image_default() == releases.default_installer_image("v1.14.2")
+    monkeypatch.delenv("TALOSIM_VERSION")
+    assert talosim.played() == talosim.DEFAULT_VERSION == "v1.7.0"
+    assert mode_choices() == ("auto", "interactive", "no-reboot", "reboot", "staged", "try")
+    assert image_default() == "ghcr.io/siderolabs/installer:v1.7.0"
+    monkeypatch.setenv("TALOSIM_VERSION", "v1.6.7")
+    with pytest.raises(SystemExit, match="TALOSIM_VERSION=v1.6.7: talosim plays talosctl"):
+        talosim.check_version()

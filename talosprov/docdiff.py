@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
+from . import yamlio
 
 ABSENT = object()
 
@@ -17,7 +17,7 @@ ABSENT = object()
 def documents(text: str) -> dict[str, Any]:
     """A config's documents by key: `v1alpha1` for the machine config, else kind[name]."""
     out: dict[str, Any] = {}
-    for i, doc in enumerate(d for d in yaml.safe_load_all(text or "") if d is not None):
+    for i, doc in enumerate(d for d in yamlio.load_all(text or "") if d is not None):
         if not isinstance(doc, dict):
             out[f"document[{i}]"] = doc
         elif "kind" not in doc:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from . import yamlio
 from .model import Cluster, Repo
 from .yamlio import atomic_write
 
@@ -28,7 +29,7 @@ def kubeconfig_path(repo: Repo, cluster: Cluster) -> Path:
 def _load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text())
+    data = yamlio.load(path.read_text())
     return data if isinstance(data, dict) else {}
 
 

@@ -14,6 +14,7 @@ import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from . import yamlio
 from .errors import SecretLeakError
 from .scan import scan_text
 
@@ -72,7 +73,7 @@ def redact_manifest_secrets(contents: str) -> str | None:
     Inline manifests are applied as written (cluster.inlineManifests, Talos
     pkg/machinery/config/types/v1alpha1): a Secret there carries its data into generated/."""
     try:
-        objs = list(pyyaml.safe_load_all(contents))
+        objs = yamlio.load_all(contents)
     except pyyaml.YAMLError:
         return None
     changed = False

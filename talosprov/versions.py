@@ -8,8 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from . import yamlio
 from .errors import ClusterDefinitionError
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
@@ -79,7 +78,7 @@ def _minor_tuple(text: str) -> tuple[int, int]:
 @cache
 def _raw() -> dict[str, Any]:
     text = resources.files("talosprov").joinpath("data/versions.yaml").read_text()
-    data: dict[str, Any] = yaml.safe_load(text)
+    data: dict[str, Any] = yamlio.load(text)
     return data
 
 

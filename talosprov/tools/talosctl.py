@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .. import yamlio
 from ..versions import Version
 
 
@@ -319,7 +318,10 @@ def parse_machineconfig(stdout: str) -> dict[str, Any]:
     pkg/machinery/resources/config/machine_config.go), several documents from v1.8 on. The
     active resource (id v1alpha1) wins over `persistent` (v1.12+).
     """
-    resources = [d for d in yaml.safe_load_all(stdout) if d]
+    return _v1alpha1([d for d in yamlio.load_all(stdout) if d])
+
+
+def _v1alpha1(resources: list[Any]) -> dict[str, Any]:
     if not resources:
         raise ValueError("talosctl get machineconfig printed no resource")
     active = next(
@@ -327,7 +329,7 @@ def parse_machineconfig(stdout: str) -> dict[str, Any]:
     )
     spec = active["spec"]
     if isinstance(spec, str):
-        spec = next(d for d in yaml.safe_load_all(spec) if isinstance(d, dict) and "machine" in d)
+        spec = next(d for d in yamlio.load_all(spec) if isinstance(d, dict) and "machine" in d)
     return dict(spec)
 
 
@@ -335,13 +337,10 @@ def parse_machineconfig_many(stdout: str) -> dict[str, dict[str, Any]]:
     """NODE -> v1alpha1 document from a several-node `get machineconfig -o yaml` (each resource
     names its node; see parse_machineconfig)."""
     by_node: dict[str, list[Any]] = {}
-    for d in yaml.safe_load_all(stdout):
+    for d in yamlio.load_all(stdout):
         if isinstance(d, dict) and d.get("node"):
             by_node.setdefault(str(d["node"]), []).append(d)
-    return {
-        node: parse_machineconfig(yaml.safe_dump_all(docs, sort_keys=False))
-        for node, docs in by_node.items()
-    }
+    return {node: _v1alpha1(docs) for node, docs in by_node.items()}
 
 
 def parse_etcd_members(stdout: str) -> list[dict[str, str]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import yaml
-
-from .. import localconfig, progress, render, secrets
+from .. import localconfig, progress, render, secrets, yamlio
 from ..errors import CommandFailed, WorkflowError
 from ..model import Cluster, Node, Repo
 from ..redact import bundle_values
@@ -47,7 +45,7 @@ def apply(
     targets = [cluster.node(node)] if node else cluster.nodes
     tc = Talosctl(localconfig.talosconfig_path(repo, cluster))
     journal = Journal(repo, cluster, "apply")
-    values = bundle_values(yaml.safe_load(secrets.decrypt(repo, cluster)))
+    values = bundle_values(yamlio.load(secrets.decrypt(repo, cluster)))
     # Apply exactly what was reviewed: refuse when patches/ or generated/ lag behind the sources.
     if render.check(repo, cluster):
         raise WorkflowError(

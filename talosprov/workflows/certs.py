@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 
-from .. import localconfig, progress, secrets
+from .. import localconfig, progress, secrets, yamlio
 from ..errors import TalosProvError, WorkflowError
 from ..model import Cluster, Repo
 from ..tools.run import Program, run
@@ -77,20 +77,20 @@ def observe(repo: Repo, cluster: Cluster) -> tuple[list[Cert], list[str]]:
     tc_path = localconfig.talosconfig_path(repo, cluster)
     kc_path = localconfig.kubeconfig_path(repo, cluster)
     if tc_path.exists():
-        ctx = (yaml.safe_load(tc_path.read_text()).get("contexts") or {}).get(cluster.name) or {}
+        ctx = (yamlio.load(tc_path.read_text()).get("contexts") or {}).get(cluster.name) or {}
         c = _cert("talosconfig client", repo.rel(tc_path), ctx.get("crt"))
         certs += [c] if c else []
     else:
         notes.append(f"{repo.rel(tc_path)} does not exist (run `invoke install` or `--renew`)")
     if kc_path.exists():
-        users = yaml.safe_load(kc_path.read_text()).get("users") or []
+        users = yamlio.load(kc_path.read_text()).get("users") or []
         pem = (users[0].get("user") or {}).get("client-certificate-data") if users else None
         c = _cert("kubeconfig client", repo.rel(kc_path), pem)
         certs += [c] if c else []
     else:
         notes.append(f"{repo.rel(kc_path)} does not exist (run `invoke kubeconfig`)")
     try:
-        bundle = yaml.safe_load(secrets.decrypt(repo, cluster)) or {}
+        bundle = yamlio.load(secrets.decrypt(repo, cluster)) or {}
     except TalosProvError as e:
         notes.append(f"CAs not checked: {str(e).splitlines()[0]}")
         bundle = {}
@@ -170,7 +170,7 @@ def renew(repo: Repo, cluster: Cluster, prog: Program, *, dry_run: bool = False)
             # a single output type: --output names the file (talosctl gen config --help)
             gen = tmp / "talosconfig"
             run(prog, Talosctl.gen_talosconfig(cluster.name, cluster.endpoint, bundle.path, gen))
-            new = yaml.safe_load(gen.read_text())
+            new = yamlio.load(gen.read_text())
             ctx = dict(new["contexts"][new["context"]])
             ctx["endpoints"] = [n.ip for n in cluster.controlplanes]
             ctx.pop("nodes", None)

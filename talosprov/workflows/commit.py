@@ -7,9 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from .. import gitrepo
+from .. import gitrepo, yamlio
 from ..errors import CommandFailed, SecretLeakError, TalosProvError
 from ..model import Cluster, Repo
 from ..scan import scan_paths
@@ -27,7 +25,7 @@ def _versions(text: str | None) -> tuple[str | None, str | None]:
     """(Talos, Kubernetes) of a generated controlplane.yaml: the installer and kubelet tags."""
     if not text:
         return None, None
-    doc = next(iter(yaml.safe_load_all(text)), None) or {}
+    doc = next(iter(yamlio.load_all(text)), None) or {}
     machine = doc.get("machine") or {}
     image = (machine.get("install") or {}).get("image", "")
     kubelet = (machine.get("kubelet") or {}).get("image", "")

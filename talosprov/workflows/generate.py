@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .. import progress, render, secrets
+from .. import progress, render, secrets, yamlio
 from ..errors import SecretsError
 from ..model import Cluster, Node, Repo
 from ..redact import redact
@@ -78,7 +76,7 @@ def build(
                     "--check`, which needs no keys)"
                 )
             secrets.decrypt_to(repo, cluster, tmp)
-        bundle: dict[str, Any] = yaml.safe_load(bundle_path.read_text())
+        bundle: dict[str, Any] = yamlio.load(bundle_path.read_text())
         all_p, cp_p, w_p = _patch_paths(repo, cluster)
         gen = tmp / "gen"
         run(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import gitrepo, localconfig, progress, render, toolbox
+from .. import gitrepo, localconfig, progress, render, toolbox, yamlio
 from ..errors import CommandFailed, WorkflowError
 from ..model import Cluster, Node, Repo
 from ..render import write_folder
@@ -264,7 +264,7 @@ class Installer:
     # -- apply -------------------------------------------------------------------------------
     def _apply_one(self, node: Node, build: gen_wf.Build) -> None:
         config = build.config_for(node)
-        doc = yaml.safe_load(config.read_text())
+        doc = yamlio.load(config.read_text())
         mtype = (doc.get("machine") or {}).get("type")
         if mtype != node.role:
             # never a worker config on a control plane, or the reverse

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import yaml
 
+from .. import yamlio
 from ..errors import ClusterDefinitionError
 from ..model import Cluster
 from ..versions import Version, hop_steps, minors
@@ -30,12 +31,12 @@ def prunes_from() -> tuple[int, int]:
 def inline_manifests(config_text: str) -> dict[str, list[str]]:
     """Inline manifest name → the objects it declares ("Kind namespace/name")."""
     out: dict[str, list[str]] = {}
-    for doc in yaml.safe_load_all(config_text):
+    for doc in yamlio.load_all(config_text):
         cluster = doc.get("cluster") if isinstance(doc, dict) else None
         for m in (cluster or {}).get("inlineManifests") or []:
             objs = []
             try:
-                parsed = list(yaml.safe_load_all(str(m.get("contents") or "")))
+                parsed = yamlio.load_all(str(m.get("contents") or ""))
             except yaml.YAMLError:
                 parsed = []
             for o in parsed:

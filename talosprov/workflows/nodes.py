@@ -13,9 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .. import localconfig, progress, render
+from .. import localconfig, progress, render, yamlio
 from ..errors import CommandFailed, WorkflowError
 from ..model import Cluster, Node, Repo
 from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
@@ -253,7 +251,7 @@ class NodeOps:
         render.render(self.repo, self.cluster)
         with gen_wf.build(self.repo, self.cluster, self.prog) as build:
             config = build.config_for(node)
-            mtype = (yaml.safe_load(config.read_text()).get("machine") or {}).get("type")
+            mtype = (yamlio.load(config.read_text()).get("machine") or {}).get("type")
             if mtype != node.role:
                 raise WorkflowError(
                     f"refusing to apply a {mtype} config to the {node.role} {node.ip}"

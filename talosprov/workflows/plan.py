@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .. import gitread
+from .. import gitread, yamlio
 from ..errors import ClusterDefinitionError, TalosProvError, UnknownClusterError
 from ..model import Cluster, Node, Repo, parse_cluster
 from ..scan import scan_text
@@ -77,7 +77,7 @@ def _flatten(items: Iterable[Any]) -> Iterator[str]:
 @cache
 def _rules_data() -> dict[str, Any]:
     text = resources.files("talosprov").joinpath("data/apply-modes.yaml").read_text()
-    data: dict[str, Any] = yaml.safe_load(text)
+    data: dict[str, Any] = yamlio.load(text)
     return data
 
 
@@ -275,7 +275,7 @@ def _docs(text: str | None, where: str) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yamlio.load_all(text) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -421,7 +421,7 @@ def _node_changes(
 
 def _parsed_equal(a: str, b: str) -> bool:
     try:
-        return list(yaml.safe_load_all(a)) == list(yaml.safe_load_all(b))
+        return yamlio.load_all(a) == yamlio.load_all(b)
     except yaml.YAMLError:
         return a == b
 

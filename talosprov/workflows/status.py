@@ -7,9 +7,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import yaml
-
-from .. import docdiff, localconfig, secrets
+from .. import docdiff, localconfig, secrets, yamlio
 from ..errors import CommandFailed, TalosProvError
 from ..model import Cluster, Node, Repo
 from ..redact import bundle_values, redact_doc
@@ -49,10 +47,6 @@ def _redacted_live(
     return redact_doc(live, values)
 
 
-def _normal(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
 def _kube_nodes(repo: Repo, cluster: Cluster, kubectl: Program | None) -> dict[str, NodeInfo]:
     kc = localconfig.kubeconfig_path(repo, cluster)
     if kubectl is None or not kc.exists():
@@ -68,7 +62,7 @@ def _kube_nodes(repo: Repo, cluster: Cluster, kubectl: Program | None) -> dict[s
 
 def _bundle_values(repo: Repo, cluster: Cluster) -> dict[str, str] | None:
     try:
-        return bundle_values(yaml.safe_load(secrets.decrypt(repo, cluster)))
+        return bundle_values(yamlio.load(secrets.decrypt(repo, cluster)))
     except TalosProvError as e:
         log.warning("config sync not checked: %s", e)
         return None

@@ -27,9 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .. import localconfig, progress, toolbox
+from .. import localconfig, progress, toolbox, yamlio
 from ..errors import GateFailed, TalosProvError, ToolMissing, WorkflowError
 from ..model import Cluster, Repo
 from ..tools.kubectl import Kubectl, parse_nodes
@@ -58,7 +56,7 @@ def _committed_install(repo: Repo, cluster: Cluster) -> dict[str, Any]:
     p = repo.generated_dir(cluster) / "controlplane.yaml"
     if not p.exists():
         return {}
-    for doc in yaml.safe_load_all(p.read_text()):
+    for doc in yamlio.load_all(p.read_text()):
         if isinstance(doc, dict) and isinstance(doc.get("machine"), dict):
             install = doc["machine"].get("install") or {}
             return install if isinstance(install, dict) else {}
@@ -73,7 +71,7 @@ def talosconfig_has_client_auth(path: Path) -> bool:
 
     if not path.exists():
         return True  # nothing to reissue; the preflight names a missing talosconfig
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = yamlio.load(path.read_text()) or {}
     ctx = (cfg.get("contexts") or {}).get(cfg.get("context")) or {}
     crt = ctx.get("crt")
     if not crt:
@@ -247,7 +245,7 @@ def _declares_cilium(repo: Repo, cluster: Cluster) -> bool:
     p = repo.generated_dir(cluster) / "controlplane.yaml"
     if not p.exists():
         return False
-    for doc in yaml.safe_load_all(p.read_text()):
+    for doc in yamlio.load_all(p.read_text()):
         if isinstance(doc, dict) and isinstance(doc.get("cluster"), dict):
             names = [str(m.get("name", "")) for m in doc["cluster"].get("inlineManifests") or []]
             return any("cilium" in n for n in names)

@@ -83,6 +83,20 @@ def fleet_repo(tmp_path: Path) -> Path:
     return copy_repo(tmp_path / "fleet")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_rsa_key_file(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every secrets bundle talosim makes in this session gets one RSA-4096 key (made on first
+    use): generating one costs ~0.8 s of CPU and no test reads its value (talosim/machine/pki.py
+    _rsa_4096). Programs get it through the environments tests build (rsa_key_env)."""
+    os.environ["TALOSIM_RSA_KEY_FILE"] = str(tmp_path_factory.mktemp("rsa") / "key.pem")
+
+
+def rsa_key_env() -> dict[str, str]:
+    """TALOSIM_RSA_KEY_FILE for a test's programs, whose environment drops the TALOS* variables."""
+    path = os.environ.get("TALOSIM_RSA_KEY_FILE")
+    return {"TALOSIM_RSA_KEY_FILE": path} if path else {}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked slow first (in collection order otherwise): with several xdist workers,
     a long test handed out last keeps one worker busy while the others have nothing left."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, rsa_key_env
 
 TALOSCTL = str(ROOT / "talosim" / "bin" / "talosctl")
 
@@ -35,7 +35,12 @@ class Sim:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TALOS", "KUBECONFIG"))}
         env.update(
-            {"TALOSIM_STATE": str(self.state), "HOME": str(self.home), "PYTHONPATH": str(ROOT)}
+            {
+                "TALOSIM_STATE": str(self.state),
+                "HOME": str(self.home),
+                "PYTHONPATH": str(ROOT),
+                **rsa_key_env(),
+            }
         )
         if self.talosctl_version:
             env["TALOSIM_VERSION"] = self.talosctl_version

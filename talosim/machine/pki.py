@@ -8,10 +8,13 @@ service-account key. Keys are PEM, base64-encoded in the bundle, as Talos stores
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
+import os
 import secrets as pysecrets
 import string
+import tempfile
 from typing import Any
 
 from cryptography import x509
@@ -55,8 +58,37 @@ def _key(kind: str) -> Any:
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        return _rsa_4096()
     raise ValueError(kind)
+
+
+def _rsa_4096() -> Any:
+    """A new RSA-4096 key, or for test suites the one in TALOSIM_RSA_KEY_FILE.
+
+    Generating one takes ~0.8 s of CPU, more than everything else in a `gen secrets`, and the
+    end-to-end tests make dozens of bundles without ever reading this key's value: they name a
+    file, and every bundle made with it set gets the key held there (generated and saved, 0600,
+    by the first call). Never set by talosprov or the demo: unset, each bundle gets its own."""
+    path = os.environ.get("TALOSIM_RSA_KEY_FILE")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                return load_key(f.read())
+        except FileNotFoundError:
+            pass
+    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    if path:
+        # two first calls at once both write a whole key: the last rename wins, both are valid
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:  # mkstemp: 0600
+                f.write(key_pem(key))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    return key
 
 
 def key_pem(key: Any) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from talosprov.tools.talosctl import Talosctl
-from tests.conftest import ROOT, copy_repo
+from tests.conftest import ROOT, copy_repo, rsa_key_env
 
 LAUNCHER = str(ROOT / "talosim" / "bin" / "talosctl")
 # What an operator points TALOSCTL at: the `talosim` console script of this interpreter's env.
@@ -49,6 +49,7 @@ class FleetRepo:
                 "GIT_COMMITTER_EMAIL": "t@example.invalid",
                 "TALOSIM_STATE": str(self.state),
                 "COLUMNS": "200",
+                **rsa_key_env(),
             }
         )
         return env

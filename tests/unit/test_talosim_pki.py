@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -46,3 +48,21 @@ def test_admin_client_is_signed_by_the_os_ca_only() -> None:
     assert pki.organizations(crt) == ["os:admin"]
     assert pki.signed_by(crt, pki.unb64(a["certs"]["os"]["crt"]))
     assert not pki.signed_by(crt, pki.unb64(other["certs"]["os"]["crt"]))
+
+
+def test_a_named_rsa_key_file_is_made_once_then_every_bundle_shares_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "rsa.pem"
+    monkeypatch.setenv("TALOSIM_RSA_KEY_FILE", str(path))
+    first = pki.gen_secrets_bundle((1, 7))["certs"]["k8sserviceaccount"]["key"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert pki.unb64(first) == path.read_bytes()
+    assert pki.gen_secrets_bundle((1, 7))["certs"]["k8sserviceaccount"]["key"] == first
+    # unset (talosprov and the demo never set it): no file is read or written
+    monkeypatch.delenv("TALOSIM_RSA_KEY_FILE")
+    pem = path.read_bytes()
+    path.unlink()
+    monkeypatch.setattr(pki.rsa, "generate_private_key", lambda **_: pki.load_key(pem))
+    assert pki.gen_secrets_bundle((1, 7))["certs"]["k8sserviceaccount"]["key"] == first
+    assert not path.exists()

@@ -9,15 +9,19 @@ import secrets
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
 from .errors import TemplateError
 from .model import Cluster, Node, Repo
 from .yamlio import atomic_write, brief, dump_rt, load_rt
+
+# Jinja is imported where a template is rendered: install, apply and the day-2 workflows import
+# this module and, when generated/ is current, render nothing (~20 ms of CPU per process).
+if TYPE_CHECKING:
+    import jinja2
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class _Values:
         return re.compile(rf"tpv{self.nonce}n(\d+)e")
 
     def token(self, value: Any) -> str:
+        import jinja2
+
         if isinstance(value, jinja2.Undefined):
             str(value)  # StrictUndefined raises here, inside the template: its line is known
         self.items.append(value)
@@ -68,19 +74,25 @@ class _Values:
         return str(v)
 
 
-class _Env(jinja2.Environment):
-    values: _Values
+@dataclass
+class _Env:
+    """A Jinja environment and the values its current template printed."""
+
+    values: _Values = field(default_factory=_Values)
+    jinja: jinja2.Environment = field(init=False)  # set by _env (its finalize reads `values`)
 
 
 def _env(templates_dir: Path) -> _Env:
-    env = _Env(
+    import jinja2
+
+    env = _Env()
+    env.jinja = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
         finalize=lambda v: env.values.token(v),
     )
-    env.values = _Values()
     return env
 
 
@@ -94,6 +106,8 @@ def _template_error(repo: Repo, name: str, exc: Exception) -> TemplateError:
                 break
     where = f"{repo.rel(path)}:{lineno}" if lineno else repo.rel(path)
     msg = str(exc)
+    import jinja2
+
     if isinstance(exc, jinja2.UndefinedError):
         hint = "define it under `vars:` in the cluster file or fix the template"
         msg = f"undefined name: {msg} ({hint})"
@@ -108,9 +122,11 @@ def _template_error(repo: Repo, name: str, exc: Exception) -> TemplateError:
 
 
 def _render_one(repo: Repo, env: _Env, name: str, ctx: dict[str, Any]) -> str:
+    import jinja2
+
     env.values = _Values()
     try:
-        text = env.get_template(name).render(**ctx)
+        text = env.jinja.get_template(name).render(**ctx)
     except jinja2.TemplateNotFound:
         raise TemplateError(
             f"{repo.rel(repo.templates_dir / name)}: template missing; every fleet repository "

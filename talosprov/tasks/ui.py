@@ -6,14 +6,15 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from ..model import Cluster
 from ..workflows.runtime import LogReporter
 from .common import console, out
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
 
 
 class LiveReporter:
@@ -25,6 +26,8 @@ class LiveReporter:
         self.live: Live | None = None
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         t = Table(box=None, show_header=True, header_style="bold")
         t.add_column("NODE")
         t.add_column("STATUS")
@@ -44,6 +47,8 @@ def reporter() -> Iterator[Any]:
     if not console.is_terminal:
         yield LogReporter()
         return
+    from rich.live import Live  # only on a terminal, as the table: not in scripts, CI or tests
+
     r = LiveReporter()
     with Live(r._table(), console=console, refresh_per_second=4, transient=True) as live:
         r.live = live

@@ -14,9 +14,9 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from cryptography import x509
 
 from .. import localconfig, progress, secrets, yamlio
 from ..errors import TalosProvError, WorkflowError
@@ -25,6 +25,9 @@ from ..tools.run import Program, run
 from ..tools.talosctl import Talosctl
 from ..yamlio import atomic_write
 from .runtime import Journal, cluster_lock
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ class Row:
 def _load(pem_b64: str | None) -> x509.Certificate | None:
     if not pem_b64:
         return None
+    # here, not at the top: the day-2 tasks that import this module need no certificate parsed
+    from cryptography import x509
+
     return x509.load_pem_x509_certificate(base64.b64decode(pem_b64))
 
 

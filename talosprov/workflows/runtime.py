@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import yaml
-from filelock import FileLock, Timeout
 
 from .. import secrets
 from ..errors import CommandFailed, LockedError, WorkflowError
@@ -131,6 +130,8 @@ def lock_state(repo: Repo, cluster: Cluster) -> str | None:
     if not info.exists():
         return None
     holder = info.read_text(errors="replace").strip()[:200] or "a run"
+    from filelock import FileLock, Timeout  # ~15 ms to import: only where a lock is taken
+
     lock = FileLock(str(d / "lock"), mode=0o600)
     try:
         lock.acquire(timeout=0)
@@ -146,6 +147,8 @@ def lock_state(repo: Repo, cluster: Cluster) -> str | None:
 @contextlib.contextmanager
 def cluster_lock(repo: Repo, cluster: Cluster, workflow: str) -> Iterator[None]:
     """One mutating run per cluster at a time."""
+    from filelock import FileLock, Timeout
+
     d = repo.state_dir(cluster)
     lock = FileLock(str(d / "lock"), mode=0o600)
     info = d / "lock.info"

@@ -112,3 +112,58 @@ def test_running_one_task_imports_only_the_task_module_it_lives_in() -> None:
     assert not {"talosprov.tasks.upgrades", "talosprov.tasks.day2", "talosprov.tasks.plan"} & set(
         out
     )
+
+
+# Runs invoke as `python -m invoke` does and prints, last, every module the process imported.
+_MODULES_PROBE = """
+import atexit, runpy, sys
+atexit.register(lambda: print("MODULES", *sorted(sys.modules), file=sys.__stderr__))
+sys.argv = ["invoke", *sys.argv[1:]]
+runpy.run_module("invoke", run_name="__main__")
+"""
+
+
+def _imported(cwd: Path, *args: str) -> tuple[int, set[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALOS")}
+    env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "120", "HOME": str(cwd)})
+    r = subprocess.run(
+        [sys.executable, "-c", _MODULES_PROBE, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    last = r.stderr.strip().splitlines()[-1].split()
+    assert last[0] == "MODULES", r.stderr
+    return r.returncode, set(last[1:])
+
+
+def _packages(modules: set[str], names: set[str]) -> set[str]:
+    """The modules that are one of `names` or inside one."""
+    return {m for m in modules if any(m == n or m.startswith(f"{n}.") for n in names)}
+
+
+def test_list_imports_nothing_of_the_package_but_the_stand_ins(fleet_repo: Path) -> None:
+    _imported(fleet_repo, "--list")  # writes the manifest when it is missing
+    code, modules = _imported(fleet_repo, "--list")
+    assert code == 0
+    assert {m for m in modules if m.startswith("talosprov")} <= {
+        "talosprov",
+        "talosprov.signals",
+        "talosprov.tasks",
+        "talosprov.tasks.lazy",
+    }
+    assert not _packages(modules, {"pydantic", "ruamel", "rich", "jinja2", "sh", "filelock"})
+
+
+def test_tasks_that_render_nothing_import_no_jinja_lock_or_live_table(fleet_repo: Path) -> None:
+    # Each run loads the real task, its module and the cluster, then stops at the fleet check
+    # (no emulated nodes here): a module-level import of what the task does not use shows.
+    heavy = {"jinja2", "markupsafe", "filelock", "cryptography", "rich.live", "rich.table"}
+    for args in (["status"], ["diff"], ["health"], ["upgrade", "--dry-run"]):
+        code, modules = _imported(fleet_repo, *args, "--cluster", "demo")
+        assert code == 1, args
+        assert "talosprov.model" in modules, args  # the task ran up to the cluster's nodes
+        assert not _packages(modules, heavy), args

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.emulated.e2e import TALOSIM, FleetRepo
 from tests.sim import Sim, build_cluster
@@ -71,14 +73,41 @@ def demo_repo(repo: FleetRepo) -> FleetRepo:
     return repo
 
 
-@pytest.fixture(scope="session")
-def _installed_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRepo]:
-    r = FleetRepo(tmp_path_factory.mktemp("installed"))
+def _built_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
+    name: str,
+    build: Callable[[Path], None],
+) -> FleetRepo:
+    """A repository `build` makes once per test run, in a folder the xdist workers share: the
+    first worker to ask builds it, the others wait for it (pytest-xdist's recipe for session
+    fixtures that run once). Tests only copy it (copy_to), so the workers never write to it; its
+    API server is stopped once built, each copy starts its own, and pytest removes the folder
+    with the run's other temp folders."""
+    if worker_id == "master":  # no xdist: this run's own temp folder
+        base = tmp_path_factory.mktemp(name)
+        build(base)
+        return FleetRepo.existing(base)
+    base = tmp_path_factory.getbasetemp().parent / name  # this run's, shared by its workers
+    with FileLock(str(base) + ".lock"):
+        if not (base / ".built").exists():
+            shutil.rmtree(base, ignore_errors=True)  # a worker that died half-way
+            build(base)
+            (base / ".built").touch()
+    return FleetRepo.existing(base)
+
+
+def _build_demo(base: Path) -> None:
+    r = FleetRepo(base)
     r.fleet("127.0.10.1-5", "127.0.10.1-3")
     res = r.invoke("install", "--cluster", "demo")
     assert res.returncode == 0, res.stderr
-    yield r
-    r.destroy()
+    r.talosim("kubeapi", "stop")
+
+
+@pytest.fixture(scope="session")
+def _installed_demo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> FleetRepo:
+    return _built_once(tmp_path_factory, worker_id, "installed-demo", _build_demo)
 
 
 @pytest.fixture
@@ -89,15 +118,18 @@ def installed(_installed_demo: FleetRepo, tmp_path: Path) -> Iterator[FleetRepo]
     r.destroy()
 
 
-@pytest.fixture(scope="session")
-def _installed_v3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRepo]:
-    r = FleetRepo(tmp_path_factory.mktemp("v3"))
+def _build_v3(base: Path) -> None:
+    r = FleetRepo(base)
     r.fleet("192.168.1.1-10", "192.168.1.1-3")
     r.operator_key()
     res = r.invoke("install", "--cluster", "v3", extra_env={"TALOSCTL": TALOSIM}, timeout=600)
     assert res.returncode == 0, res.stderr
-    yield r
-    r.destroy()
+    r.talosim("kubeapi", "stop")
+
+
+@pytest.fixture(scope="session")
+def _installed_v3(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> FleetRepo:
+    return _built_once(tmp_path_factory, worker_id, "installed-v3", _build_v3)
 
 
 @pytest.fixture

@@ -102,6 +102,14 @@ class FleetRepo:
         r = self.talosim(*args)
         assert r.returncode == 0, r.stderr
 
+    @classmethod
+    def existing(cls, base: Path) -> FleetRepo:
+        """The repository a FleetRepo(base) made earlier, perhaps in another process."""
+        r = cls.__new__(cls)
+        r.base, r.root, r.home = base, base / "fleet", base / "home"
+        r.state = r.root / ".talosim"
+        return r
+
     def copy_to(self, base: Path) -> FleetRepo:
         """A copy (repo, HOME, emulator state); its own API server starts on first use."""
         import shutil
@@ -112,9 +120,7 @@ class FleetRepo:
             symlinks=True,
             ignore=shutil.ignore_patterns("kubeapi", "*.lock", "lock.info"),
         )
-        new = FleetRepo.__new__(FleetRepo)
-        new.base, new.root, new.home = base, base / "fleet", base / "home"
-        new.state = new.root / ".talosim"
+        new = FleetRepo.existing(base)
         # kubeconfigs of the copy must point at the copy's own emulated API server: fetch them
         # with one talosctl call each (not a whole `invoke kubeconfig` process) and point the
         # HOME kubeconfig's entry at the new server too

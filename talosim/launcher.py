@@ -92,13 +92,10 @@ def run_here(argv: list[str]) -> int:
 
 def handle_interrupts() -> None:
     """Ctrl-C ends a waiting call even when Python swallows one KeyboardInterrupt (see
-    talosim.machine.clock.on_interrupt); only where SIGINT is not ignored, as Python itself."""
-    import signal
-
+    talosim.machine.clock.on_interrupt and install_interrupts)."""
     from .machine import clock
 
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, clock.on_interrupt)
+    clock.install_interrupts()
 
 
 def _via_zygote(argv: list[str], *, require: bool) -> int | None:
@@ -150,8 +147,10 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
     import marshal
 
     # A signal this process ignores (nohup, `cmd &` in a script) stays ignored in the worker,
-    # as it would in a fresh process, and is not forwarded.
-    names = [n for n in FORWARDED if _signal.getsignal(getattr(_signal, n)) != _signal.SIG_IGN]
+    # as it would in a fresh process, and is not forwarded; but for SIGINT, which the worker
+    # catches once it talks to a node (talosim.machine.clock.catch_interrupts, as talosctl does).
+    ignored = [n for n in FORWARDED if _signal.getsignal(getattr(_signal, n)) == _signal.SIG_IGN]
+    names = [n for n in FORWARDED if n not in ignored or n == "SIGINT"]
     request = marshal.dumps(
         {
             "identity": identity,
@@ -159,7 +158,7 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
             "env": dict(os.environ),
             "cwd": os.getcwd(),
             "umask": _umask(),
-            "ignored": [n for n in FORWARDED if n not in names],
+            "ignored": ignored,
         }
     )
     # A signal the caller gets goes to the command, as if it were this process. One that comes

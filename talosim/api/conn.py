@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from ..machine import nodes as N
 from ..machine import pki, releases
-from ..machine.clock import now, wait_until
+from ..machine.clock import catch_interrupts, now, wait_until
 from ..machine.faults import take_fault
 from .command import Ctx, Fail
 from .errors import CERT_REQUIRED, RPC, UNKNOWN_AUTHORITY, multierror, refused
@@ -31,6 +31,7 @@ class Conn:
     """An authenticated (or insecure) session with a set of target nodes."""
 
     def __init__(self, ctx: Ctx, insecure: bool, need_nodes: bool = True) -> None:
+        catch_interrupts()  # talosctl's WithClient*: Ctrl-C aborts a node session
         self.ctx = ctx
         self.state = ctx.state
         self.insecure = insecure

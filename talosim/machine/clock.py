@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,34 @@ def wait_until(t: float, root: Path | None = None, poll: float = 0.05) -> None:
 # zygote's signal test under load). The entry points install this handler; every wait sleeps
 # through `sleep`, which re-raises an interrupt that was swallowed.
 _interrupted: list[int] = []
+# set by `install_interrupts`: this process is a talosctl call (launcher or zygote worker), not
+# talosim run in-process by a test, whose own SIGINT handler `catch_interrupts` must leave alone
+_entry: list[bool] = []
 
 
 def on_interrupt(signum: int, _frame: Any) -> None:
     _interrupted.append(signum)
     raise KeyboardInterrupt
+
+
+def install_interrupts() -> None:
+    """At a call's entry point: Ctrl-C ends it, unless it was started with SIGINT ignored (as
+    Python and Go leave it); then only a node session catches it (`catch_interrupts`)."""
+    _entry.append(True)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_interrupt)
+
+
+def catch_interrupts() -> None:
+    """What talosctl's node session does to SIGINT, even one the process was started with ignored.
+
+    Every talosctl command that talks to nodes runs inside cli.WithContext, which calls
+    signal.Notify(sigCh, os.Interrupt, syscall.SIGTERM) (talos v1.7.0 pkg/cli/context.go, via
+    cmd/talosctl/pkg/talos/global/client.go WithClient*), and Go installs a handler for a SIGINT
+    inherited as ignored once Notify asks for it (go os/signal/doc.go). So `cmd &` in a script,
+    which starts cmd with SIGINT ignored, still stops on SIGINT while it waits on a node."""
+    if _entry and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_interrupt)
 
 
 def sleep(seconds: float) -> None:

@@ -113,6 +113,19 @@ def test_a_served_call_is_the_same_as_the_call_in_a_fresh_process(
         assert b.read_text().splitlines()[0] == a.read_text().splitlines()[0]
 
 
+def _started_with(ignored: tuple[signal.Signals, ...]) -> Any:
+    """A preexec_fn: the forwarded signals ignored, as `nohup` or `cmd &` in a script leave them,
+    or else at their default, whatever pytest inherited (`cmd &` ignores SIGINT: a suite started
+    so failed the SIGINT test, its call never interrupted)."""
+
+    def preexec() -> None:
+        for name in launcher.FORWARDED:
+            signum = getattr(signal, name)
+            signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
+
+    return preexec
+
+
 def _hung_version(
     cluster: Sim,
     mode: str,
@@ -133,8 +146,7 @@ def _hung_version(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # started with these signals ignored, as `nohup` or `cmd &` in a script do
-        preexec_fn=(lambda: [signal.signal(s, signal.SIG_IGN) for s in ignore]) if ignore else None,
+        preexec_fn=_started_with(ignore),
     )
     # the call is in its hang once the fault is used up
     while json.loads(cluster.ok_inproc("fault", "list").stdout)[0]["times"] != 0:
@@ -167,6 +179,21 @@ def test_a_signal_the_caller_ignores_stays_ignored_as_in_a_fresh_process(cluster
         codes.append((proc.returncode, "Tag:" in out))
         cluster.ok_inproc("fault", "clear")
     assert codes == [(0, True), (0, True)]
+
+
+def test_a_node_command_started_with_sigint_ignored_still_stops_on_it_as_talosctl_does(
+    cluster: Sim,
+) -> None:
+    # `cmd &` in a script starts cmd with SIGINT ignored; talosctl's node session asks for it
+    # (signal.Notify), which Go honours even then
+    codes = []
+    for mode in ("0", "require"):
+        proc = _hung_version(cluster, mode, ignore=(signal.SIGINT,))
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        codes.append(proc.returncode)
+        cluster.ok_inproc("fault", "clear")
+    assert codes == [130, 130]
 
 
 def test_killing_the_caller_kills_the_command(cluster: Sim) -> None:

@@ -13,6 +13,7 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ from urllib.parse import parse_qs, urlsplit
 from .. import nodes as N
 from .. import pki
 from ..state import State, read_json
-from .lifecycle import pidfile
 from .objects import (
     API_RESOURCES,
     BUILTIN_NAMESPACES,
@@ -341,7 +341,14 @@ class Server(ThreadingHTTPServer):
         self.server_port = int(port)
 
 
-def serve(state: State, cid: str, host: str, port: int) -> None:
+def pidfile(state: State, cid: str) -> Path:
+    return state.root / "kubeapi" / f"{cid}.json"
+
+
+def serve(
+    state: State, cid: str, host: str, port: int, ready: Callable[[], None] | None = None
+) -> None:
+    """Serve until idle or stopped; `ready` is called once the address is bound and listening."""
     if not host.startswith("127."):
         raise SystemExit(
             f"refusing to bind {host}: the emulated API server listens on loopback only"
@@ -388,6 +395,8 @@ def serve(state: State, cid: str, host: str, port: int) -> None:
 
     threading.Thread(target=reaper, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    if ready is not None:
+        ready()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

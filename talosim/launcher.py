@@ -40,9 +40,10 @@ STREAMS = (0, 1, 2)
 
 
 def identity(env: Any = os.environ) -> str:
-    """What a zygote's imported code depends on: a zygote serves only callers that match it."""
-    version = env.get("TALOSIM_VERSION", "")
-    return "\0".join((sys.executable, PKG, version, str(os.getuid())))
+    """What a zygote's imported code depends on: a zygote serves only callers that match it.
+    Not the release a call plays (TALOSIM_VERSION): talosim reads it per call (talosim.played),
+    so one zygote serves every release."""
+    return "\0".join((sys.executable, PKG, str(os.getuid())))
 
 
 def address(env: Any = os.environ) -> bytes:

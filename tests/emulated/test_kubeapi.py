@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import find_tool
-from tests.sim import CPS, Sim
+from tests.sim import CPS, TALOSCTL, Sim
 
 KUBECTL = find_tool("kubectl")
 pytestmark = pytest.mark.usefixtures("need_kubectl")  # fails instead of skipping when CI=true
@@ -297,3 +299,79 @@ def test_a_stopped_api_server_comes_back_with_the_next_talosctl_call(kube: Sim) 
     r = kubectl(kube, "get", "nodes")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 6
+
+
+def _server_process(sim: Sim) -> tuple[int, Path]:
+    info = json.loads(next((sim.state / "kubeapi").glob("*.json")).read_text())
+    return info["pid"], next((sim.state / "kubeapi").glob("*.log"))
+
+
+def _signal_masks(pid: int) -> dict[str, int]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {
+        k: int(v, 16)
+        for k, v in (line.split(":\t") for line in lines if line[:6] in ("SigIgn", "SigCgt"))
+    }
+
+
+IGNORING = """
+import os, signal, sys
+for s in (signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_the_server_started_by_a_call_is_detached_from_it_and_holds_none_of_its_files(
+    kube: Sim,
+) -> None:
+    kube.ok("kubeapi", "stop")
+    # started by a call that ignores SIGINT and SIGHUP (`nohup cmd &` in a script), whose
+    # output is a pipe: the caller's end of file must not wait for the server
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IGNORING,
+            sys.executable,
+            "-S",
+            TALOSCTL,
+            *kube.tc("version", "-n", CPS[0]),
+        ],
+        cwd=kube.cwd,
+        env=kube.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    pid, log = _server_process(kube)
+    assert kubectl(kube, "get", "nodes").returncode == 0
+    assert os.getsid(pid) == pid  # a session of its own, as start_new_session gave
+    files = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    assert (files.pop(0), files.pop(1), files.pop(2)) == (os.devnull, str(log), str(log))
+    assert [f for f in files.values() if not f.startswith("socket:")] == []
+    masks = _signal_masks(pid)
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        assert not masks["SigIgn"] & 1 << (signum - 1), signal.Signals(signum).name
+    assert masks["SigCgt"] & 1 << (signal.SIGTERM - 1)  # serve()'s: shut down cleanly
+
+
+def test_a_server_needed_by_a_process_with_other_threads_is_a_fresh_interpreter(
+    kube: Sim,
+) -> None:
+    # forking a process with other threads (these tests run talosim in-process) could copy a
+    # lock another thread holds; that server comes from `python -m talosim kubeapi serve`
+    kube.ok("kubeapi", "stop")
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
+    try:
+        kube.ok_inproc(*kube.tc("version", "-n", CPS[0]))
+    finally:
+        done.set()
+        other.join()
+    pid, _log = _server_process(kube)
+    assert b"kubeapi\0serve\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert kubectl(kube, "get", "nodes").returncode == 0

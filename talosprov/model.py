@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,7 +22,7 @@ from pydantic import (
 )
 from ruamel.yaml.comments import TaggedScalar
 
-from . import versions
+from . import versions, yamlio
 from .errors import ClusterDefinitionError, UnknownClusterError
 from .yamlio import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, brief, load_rt, position, read_text
 
@@ -552,6 +553,19 @@ def _key(k: Any, budget: _Budget) -> str:
     return str(k)
 
 
+def _surely_not_named(text: str, name: str) -> bool:
+    """Whether a cluster file's `name:` is certainly not `name`, read with libyaml (a tenth of
+    the CPU of the round-trip parser; a task looks at every cluster file). PyYAML reads YAML 1.1,
+    load_rt 1.2: a plain scalar such as `yes` or `0o17` is a string in one and not in the other,
+    so only a string other than `name` is certain; anything else is read again by load_rt."""
+    try:
+        tree = yamlio.load(text)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError, OverflowError):
+        return False
+    value = tree.get("name") if isinstance(tree, dict) else None
+    return isinstance(value, str) and value != name
+
+
 def cluster_json_schema() -> dict[str, Any]:
     schema = Cluster.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -635,17 +649,28 @@ class Repo:
         )
 
     def _check_unique_name(self, alias: str, cluster: Cluster) -> None:
-        """Refuse a cluster whose name another cluster file also uses (others may be broken:
-        only their `name:` is read)."""
-        for other, p in self.cluster_files().items():
-            if other == alias:
+        """Refuse a cluster whose name another cluster file also uses."""
+        others = self.aliases_named(cluster.name, skip=alias)
+        if others:
+            self._same_name(cluster.name, sorted([alias, others[0]]))
+
+    def aliases_named(self, name: str, skip: str | None = None) -> list[str]:
+        """The aliases whose cluster file has `name: <name>`. Only that field is read: the
+        other files may be broken (their problems are reported when they are used)."""
+        out = []
+        for alias, p in self.cluster_files().items():
+            if alias == skip:
                 continue
             try:
-                tree = load_rt(read_text(p, self.rel(p)), self.rel(p))
+                text = read_text(p, self.rel(p))
+                if _surely_not_named(text, name):
+                    continue
+                tree = load_rt(text, self.rel(p))
             except (ValueError, OSError):
-                continue  # that file's own problems are reported when it is used
-            if isinstance(tree, dict) and tree.get("name") == cluster.name:
-                self._same_name(cluster.name, sorted([alias, other]))
+                continue
+            if isinstance(tree, dict) and tree.get("name") == name:
+                out.append(alias)
+        return out
 
     def find(self, alias_or_name: str) -> Cluster:
         """A cluster by alias (v3) or full name (talos-cloudkoffer-v3)."""

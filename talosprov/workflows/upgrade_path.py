@@ -498,10 +498,9 @@ def uncommitted(repo: Repo, cluster: Cluster) -> str | None:
 
 
 def _cluster_file(repo: Repo, cluster: Cluster) -> str | None:
-    for alias, p in repo.cluster_files().items():
-        if alias == cluster.name or repo.load(alias).name == cluster.name:
-            return repo.rel(p)
-    return None
+    files = repo.cluster_files()
+    named = [cluster.name] if cluster.name in files else repo.aliases_named(cluster.name)
+    return repo.rel(files[named[0]]) if named else None
 
 
 def check_node_hops(

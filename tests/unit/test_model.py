@@ -127,6 +127,25 @@ def test_a_broken_other_file_does_not_stop_the_name_check_of_this_one(tmp_path: 
     assert repo.find("a").name == V1_NAME
 
 
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [
+        ("talos-cloudkoffer-v1", True),
+        ("other", True),
+        ("yes", True),  # a string in YAML 1.2 (the cluster loader), True in PyYAML's 1.1
+        ("on", True),
+        ("0o17", False),  # an integer in 1.2, a string in 1.1
+        ("1.5e3", False),
+    ],
+)
+def test_the_name_check_reads_other_files_as_the_cluster_loader_does(
+    tmp_path: Path, name: str, found: bool
+) -> None:
+    repo = _fleet(tmp_path, a=V1, b=b"name: " + name.encode() + b"\n")
+    assert repo.aliases_named(name, skip="a") == (["b"] if found else [])
+    assert repo.aliases_named(V1_NAME, skip="b") == ["a"]
+
+
 def test_an_error_quotes_at_most_80_characters_of_a_huge_value() -> None:
     huge = "x" * 200_000
     text = V1.decode().replace("hostname: ck1-cp-1", f"hostname: {huge}")

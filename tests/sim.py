@@ -9,9 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from tests.conftest import ROOT, rsa_key_env
 
@@ -105,33 +103,6 @@ class Sim:
             self.base, dest, symlinks=True, ignore=shutil.ignore_patterns("kubeapi", "*.lock")
         )
         return Sim(dest, self.talosctl_version)
-
-
-_RSA_KEYS: list[Any] = []
-
-
-@contextlib.contextmanager
-def one_rsa_key() -> Iterator[None]:
-    """In this block, every RSA key talosim generates in this process is one key, made on first
-    use. The 4096-bit service-account key of each secrets bundle took ~0.8 s of CPU, more than
-    the rest of a contract case; cases read its shape, never its value. Calls through the
-    launcher (another process) still generate theirs."""
-    from talosim.machine import pki
-
-    real = pki._key
-
-    def key(kind: str) -> Any:
-        if kind != "rsa":
-            return real(kind)
-        if not _RSA_KEYS:
-            _RSA_KEYS.append(real(kind))
-        return _RSA_KEYS[0]
-
-    pki._key = key
-    try:
-        yield
-    finally:
-        pki._key = real
 
 
 CPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.sim import Sim, one_rsa_key
+from tests.sim import Sim
 
 CASES = sorted((ROOT / "tests" / "cases" / "talosim").glob("*/*.yaml"))
 
@@ -45,12 +45,6 @@ def umask_022() -> Iterator[None]:
     old = os.umask(0o022)
     yield
     os.umask(old)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_rsa_key() -> Iterator[None]:
-    with one_rsa_key():
-        yield
 
 
 def _fill(arg: str, sim: Sim) -> str:

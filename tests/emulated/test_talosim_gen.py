@@ -11,20 +11,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.sim import Sim, one_rsa_key
+from tests.sim import Sim
 
 EP = "https://10.5.0.2:6443"
 
 
 # talosim runs in this process (the umask is this process's too); the way in through
 # talosim/bin/talosctl is tests/emulated/test_talosim_zygote.py's, the umask handed over included
-@pytest.fixture(autouse=True, scope="module")
-def _one_rsa_key() -> Iterator[None]:
-    with one_rsa_key():
-        yield
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from talosim.machine import machineconfig as mc
 from talosim.machine import pki, releases
 from tests.conftest import ROOT
-from tests.sim import Sim, one_rsa_key
+from tests.sim import Sim
 
 CASES = sorted((ROOT / "tests" / "cases" / "talosim_versions" / "contract").glob("*.yaml"))
 
@@ -31,12 +30,6 @@ PARAMS = [pytest.param(c, "inproc", id=c.stem) for c in CASES] + [
     for c in CASES
     if c.stem in THROUGH_LAUNCHER
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_rsa_key() -> Iterator[None]:
-    with one_rsa_key():
-        yield
 
 
 class VersionedSim(Sim):

@@ -16,8 +16,13 @@ ABSENT = object()
 
 def documents(text: str) -> dict[str, Any]:
     """A config's documents by key: `v1alpha1` for the machine config, else kind[name]."""
+    return by_key(yamlio.load_all(text or ""))
+
+
+def by_key(docs: list[Any]) -> dict[str, Any]:
+    """Parsed documents by key, as `documents` keys a config's."""
     out: dict[str, Any] = {}
-    for i, doc in enumerate(d for d in yamlio.load_all(text or "") if d is not None):
+    for i, doc in enumerate(d for d in docs if d is not None):
         if not isinstance(doc, dict):
             out[f"document[{i}]"] = doc
         elif "kind" not in doc:

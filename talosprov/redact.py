@@ -62,8 +62,13 @@ def _walk(node: Any, values: dict[str, str]) -> Any:
 def redact_doc(doc: Any, values: dict[str, str]) -> str:
     """A parsed config, redacted and laid out as generated/ files are."""
     buf = io.StringIO()
-    _yaml().dump(_walk(doc, values), buf)
+    _yaml().dump(redacted(doc, values), buf)
     return buf.getvalue()
+
+
+def redacted(doc: Any, values: dict[str, str]) -> Any:
+    """A parsed config with its bundle values replaced by placeholders, in place."""
+    return _walk(doc, values)
 
 
 def redact_manifest_secrets(contents: str) -> str | None:

@@ -67,10 +67,11 @@ class Sim:
         from talosim.zygote import _run_worker
 
         out, err = io.StringIO(), io.StringIO()
-        saved_env, saved_cwd = dict(os.environ), Path.cwd()
+        # the call's environment is built from this process's, so before it is cleared
+        env, saved_env, saved_cwd = self.env, dict(os.environ), Path.cwd()
         try:
             os.environ.clear()
-            os.environ.update(self.env)
+            os.environ.update(env)
             os.chdir(self.cwd)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 rc = _run_worker(list(args))

@@ -49,9 +49,14 @@ def test_stand_ins_match_the_real_tasks() -> None:
     assert "node.add" in _view(stand_ins)
 
 
-def _invoke(cwd: Path, *args: str, eager: bool) -> subprocess.CompletedProcess[str]:
+def _env(cwd: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALOS")}
     env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "120", "HOME": str(cwd)})
+    return env
+
+
+def _invoke(cwd: Path, *args: str, eager: bool) -> subprocess.CompletedProcess[str]:
+    env = _env(cwd)
     if eager:
         env["TALOSPROV_EAGER_TASKS"] = "1"
     return subprocess.run(
@@ -124,12 +129,10 @@ runpy.run_module("invoke", run_name="__main__")
 
 
 def _imported(cwd: Path, *args: str) -> tuple[int, set[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TALOS")}
-    env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "120", "HOME": str(cwd)})
     r = subprocess.run(
         [sys.executable, "-c", _MODULES_PROBE, *args],
         cwd=cwd,
-        env=env,
+        env=_env(cwd),
         capture_output=True,
         text=True,
         timeout=120,

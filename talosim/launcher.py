@@ -5,7 +5,7 @@ was a new Python interpreter spending ~0.2-0.3 s importing talosim (YAML, crypto
 to do a few milliseconds of work. A zygote (talosim/zygote.py) imports talosim once and forks one
 worker per call, which runs the call as a fresh process would.
 
-`launch` asks the zygote for the caller's (interpreter, talosim source, TALOSIM_VERSION) to run
+`launch` asks the zygote for the caller's (interpreter, talosim source, user) to run
 the call, handing it the caller's argv, environment, working directory, umask and standard
 streams (as file descriptors over a Unix socket, SCM_RIGHTS); it forwards the signals the caller
 receives and exits with the worker's code or dies of its signal. When no zygote answers, it

@@ -19,7 +19,8 @@ CASES = sorted((ROOT / "tests" / "cases" / "talosim_versions" / "contract").glob
 
 # Every case runs talosim in this process (Sim.inproc), where one process plays each release in
 # turn (talosim.played). These also run through the real command line (talosim/bin/talosctl, its
-# launcher and a zygote per release), as tests/emulated/test_talosctl_contract.py does for others.
+# launcher and the zygote, which plays every release), as tests/emulated/test_talosctl_contract.py
+# does for others.
 THROUGH_LAUNCHER = {
     "talosim-version-out-of-range",  # TALOSIM_VERSION refused before any command: exit 1, stderr
     "version-1.13-client",  # the played release's own output

@@ -128,7 +128,7 @@ runpy.run_module("invoke", run_name="__main__")
 """
 
 
-def _imported(cwd: Path, *args: str) -> tuple[int, set[str]]:
+def _imported(cwd: Path, *args: str) -> tuple[int, str, set[str]]:
     r = subprocess.run(
         [sys.executable, "-c", _MODULES_PROBE, *args],
         cwd=cwd,
@@ -140,7 +140,7 @@ def _imported(cwd: Path, *args: str) -> tuple[int, set[str]]:
     )
     last = r.stderr.strip().splitlines()[-1].split()
     assert last[0] == "MODULES", r.stderr
-    return r.returncode, set(last[1:])
+    return r.returncode, r.stderr, set(last[1:])
 
 
 def _packages(modules: set[str], names: set[str]) -> set[str]:
@@ -150,7 +150,7 @@ def _packages(modules: set[str], names: set[str]) -> set[str]:
 
 def test_list_imports_nothing_of_the_package_but_the_stand_ins(fleet_repo: Path) -> None:
     _imported(fleet_repo, "--list")  # writes the manifest when it is missing
-    code, modules = _imported(fleet_repo, "--list")
+    code, _err, modules = _imported(fleet_repo, "--list")
     assert code == 0
     assert {m for m in modules if m.startswith("talosprov")} <= {
         "talosprov",
@@ -166,7 +166,10 @@ def test_tasks_that_render_nothing_import_no_jinja_lock_or_live_table(fleet_repo
     # (no emulated nodes here): a module-level import of what the task does not use shows.
     heavy = {"jinja2", "markupsafe", "filelock", "cryptography", "rich.live", "rich.table"}
     for args in (["status"], ["diff"], ["health"], ["upgrade", "--dry-run"]):
-        code, modules = _imported(fleet_repo, *args, "--cluster", "demo")
+        code, err, modules = _imported(fleet_repo, *args, "--cluster", "demo")
+        # the expected stop, not a crash (a misplaced lazy import fails with a traceback)
         assert code == 1, args
+        assert "error: talosim has no emulated nodes of talos-demo" in err, err
+        assert "Traceback" not in err, err
         assert "talosprov.model" in modules, args  # the task ran up to the cluster's nodes
         assert not _packages(modules, heavy), args

@@ -73,7 +73,7 @@ def _rsa_4096() -> Any:
     if path:
         try:
             with open(path, "rb") as f:
-                return load_key(f.read())
+                return load_key(f.read(), ours=True)
         except FileNotFoundError:
             pass
     key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
@@ -112,14 +112,15 @@ def key_pem(key: Any) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
 
 
-def load_key(pem: bytes) -> Any:
+def load_key(pem: bytes, *, ours: bool = False) -> Any:
     talos_type = b"ED25519 " + b"PRIVATE KEY"
     if talos_type in pem:
         pem = pem.replace(talos_type, b"PRIVATE KEY")
-    # The keys read here are ones talosim or talosprov wrote; OpenSSL's RSA consistency check
-    # (primes and all) took ~0.4 s of CPU for a 4096-bit key, half of generating one.
+    # `ours`: a key talosim saved itself (TALOSIM_RSA_KEY_FILE), read without OpenSSL's RSA
+    # consistency check (primes and all: ~0.4 s of CPU for a 4096-bit key, half of generating
+    # one); any other key, e.g. from an operator's bundle, is checked as talosctl checks it.
     return serialization.load_pem_private_key(
-        pem, password=None, unsafe_skip_rsa_key_validation=True
+        pem, password=None, unsafe_skip_rsa_key_validation=ours
     )
 
 

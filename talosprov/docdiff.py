@@ -48,7 +48,11 @@ def _walk(old: Any, new: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
 
 def changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:
     """(dotted path, old, new) of every difference; ABSENT marks a missing side."""
-    old, new = documents(old_text), documents(new_text)
+    return document_changes(documents(old_text), documents(new_text))
+
+
+def document_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """`changes` of documents already parsed and keyed (`documents`, `by_key`)."""
     single = set(old) == set(new) == {"v1alpha1"}
     out = []
     for key in [*old, *(k for k in new if k not in old)]:
@@ -66,7 +70,12 @@ def show(value: Any, limit: int = 120) -> str:
 
 def render(old_text: str, new_text: str) -> list[str]:
     """One line per changed path: `machine.install.image: "a" → "b"`."""
+    return render_documents(documents(old_text), documents(new_text))
+
+
+def render_documents(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`render` of documents already parsed and keyed (`documents`, `by_key`)."""
     return [
         f"{path or '(document)'}: {show(a)} → {show(b)}"
-        for path, a, b in changes(old_text, new_text)
+        for path, a, b in document_changes(old, new)
     ]

@@ -10,7 +10,7 @@ from typing import Any
 from .. import docdiff, localconfig, secrets, yamlio
 from ..errors import CommandFailed, TalosProvError
 from ..model import Cluster, Node, Repo
-from ..redact import bundle_values, redact_doc, redacted
+from ..redact import bundle_values, redacted
 from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
 from ..tools.run import Program, run
 from ..tools.talosctl import (
@@ -159,12 +159,12 @@ def node_diff(
     if live is None:
         out = run(prog, tc.machineconfig(node.ip), timeout=30, node=node.ip).stdout
         live = parse_machineconfig(out)
-    # In sync when both parse to the same documents; only a difference pays for laying the live
-    # config out as generated/ files are (ruamel's emitter: ~15 ms per control plane) and for
-    # reading that back, which is what the lines below have always compared.
-    if docdiff.documents(want) == docdiff.by_key([redacted(live, values)]):
-        return ""
-    lines = docdiff.render(want, redact_doc(live, values))
+    # Both sides compared as parsed data, the lines of a difference too: laying the live config
+    # out with ruamel (YAML 1.2) and reading it back with PyYAML (1.1) turned a quoted "yes" into
+    # true, a change the node did not have. Bundle values are placeholders before any comparison.
+    lines = docdiff.render_documents(
+        docdiff.documents(want), docdiff.by_key([redacted(live, values)])
+    )
     if not lines:
         return ""
     head = f"{node.ip}: generated/{cluster.name}/nodes/{node.hostname}.yaml → live config"

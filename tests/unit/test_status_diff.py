@@ -45,3 +45,12 @@ def test_a_difference_names_the_setting_with_secrets_as_placeholders(fleet_repo:
     out = _diff(Repo(fleet_repo), generated, live, {"s3cr3t-0123456789ab": "t"})
     assert out.splitlines()[1:] == ['  machine.type: "worker" → "init"']
     assert "s3cr3t" not in out
+
+
+def test_a_real_difference_is_shown_without_the_quoted_yes_beside_it(fleet_repo: Path) -> None:
+    # The lines of a difference came from the live config laid out by ruamel and read back by
+    # PyYAML, so the quoted "yes" showed as `"yes" → true` next to the one real change.
+    generated = 'version: v1alpha1\nmachine:\n    type: worker\n    sysctls:\n        a: "yes"\n'
+    live = yaml.safe_load(generated.replace("worker", "init"))
+    out = _diff(Repo(fleet_repo), generated, live, {})
+    assert out.splitlines()[1:] == ['  machine.type: "worker" → "init"']

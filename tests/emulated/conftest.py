@@ -75,7 +75,7 @@ def demo_repo(repo: FleetRepo) -> FleetRepo:
 
 def _built_once(
     tmp_path_factory: pytest.TempPathFactory,
-    worker_id: str,
+    request: pytest.FixtureRequest,
     name: str,
     build: Callable[[Path], None],
 ) -> FleetRepo:
@@ -84,7 +84,8 @@ def _built_once(
     fixtures that run once). Tests only copy it (copy_to), so the workers never write to it; its
     API server is stopped once built, each copy starts its own, and pytest removes the folder
     with the run's other temp folders."""
-    if worker_id == "master":  # no xdist: this run's own temp folder
+    # an xdist worker has its workerinput; without xdist (-p no:xdist, -n 0) it is a lone run
+    if not hasattr(request.config, "workerinput"):
         base = tmp_path_factory.mktemp(name)
         build(base)
         return FleetRepo.existing(base)
@@ -102,12 +103,15 @@ def _build_demo(base: Path) -> None:
     r.fleet("127.0.10.1-5", "127.0.10.1-3")
     res = r.invoke("install", "--cluster", "demo")
     assert res.returncode == 0, res.stderr
-    r.talosim("kubeapi", "stop")
+    stopped = r.talosim("kubeapi", "stop")
+    assert stopped.returncode == 0, stopped.stderr
 
 
 @pytest.fixture(scope="session")
-def _installed_demo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> FleetRepo:
-    return _built_once(tmp_path_factory, worker_id, "installed-demo", _build_demo)
+def _installed_demo(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> FleetRepo:
+    return _built_once(tmp_path_factory, request, "installed-demo", _build_demo)
 
 
 @pytest.fixture
@@ -124,12 +128,15 @@ def _build_v3(base: Path) -> None:
     r.operator_key()
     res = r.invoke("install", "--cluster", "v3", extra_env={"TALOSCTL": TALOSIM}, timeout=600)
     assert res.returncode == 0, res.stderr
-    r.talosim("kubeapi", "stop")
+    stopped = r.talosim("kubeapi", "stop")
+    assert stopped.returncode == 0, stopped.stderr
 
 
 @pytest.fixture(scope="session")
-def _installed_v3(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> FleetRepo:
-    return _built_once(tmp_path_factory, worker_id, "installed-v3", _build_v3)
+def _installed_v3(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> FleetRepo:
+    return _built_once(tmp_path_factory, request, "installed-v3", _build_v3)
 
 
 @pytest.fixture

@@ -71,6 +71,12 @@ def redacted(doc: Any, values: dict[str, str]) -> Any:
     return _walk(doc, values)
 
 
+def redacted_config(doc: Any, values: dict[str, str]) -> Any:
+    """A parsed machine config redacted as `redact` redacts generated/ files (bundle values and
+    the data of inline-manifest Secrets), in place: what a live config is compared as."""
+    return _manifest_secrets(_walk(doc, values))
+
+
 def redact_manifest_secrets(contents: str) -> str | None:
     """An inline manifest with the values of its Secret objects replaced by placeholders
     (`<redacted:secret kube-system/name:key>`), or None when it holds no Secret data.

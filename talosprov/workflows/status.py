@@ -10,7 +10,7 @@ from typing import Any
 from .. import docdiff, localconfig, secrets, yamlio
 from ..errors import CommandFailed, TalosProvError
 from ..model import Cluster, Node, Repo
-from ..redact import bundle_values, redacted
+from ..redact import bundle_values, redacted_config
 from ..tools.kubectl import Kubectl, NodeInfo, parse_nodes
 from ..tools.run import Program, run
 from ..tools.talosctl import (
@@ -161,9 +161,9 @@ def node_diff(
         live = parse_machineconfig(out)
     # Both sides compared as parsed data, the lines of a difference too: laying the live config
     # out with ruamel (YAML 1.2) and reading it back with PyYAML (1.1) turned a quoted "yes" into
-    # true, a change the node did not have. Bundle values are placeholders before any comparison.
+    # true, a change the node did not have. Redacted as generated/ is before any comparison.
     lines = docdiff.render_documents(
-        docdiff.documents(want), docdiff.by_key([redacted(live, values)])
+        docdiff.documents(want), docdiff.by_key([redacted_config(live, values)])
     )
     if not lines:
         return ""

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from talosprov.model import Repo
+from talosprov.redact import redact
 from talosprov.tools.run import Program
 from talosprov.tools.talosctl import Talosctl
 from talosprov.workflows.status import node_diff
@@ -54,3 +55,18 @@ def test_a_real_difference_is_shown_without_the_quoted_yes_beside_it(fleet_repo:
     live = yaml.safe_load(generated.replace("worker", "init"))
     out = _diff(Repo(fleet_repo), generated, live, {})
     assert out.splitlines()[1:] == ['  machine.type: "worker" → "init"']
+
+
+def test_a_secret_in_an_inline_manifest_is_redacted_on_the_live_side_too(fleet_repo: Path) -> None:
+    # generated/ holds inline manifests with their Secret data as placeholders (redact.redact);
+    # the live side is redacted the same way or its data is printed as a difference.
+    manifest = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  pw: hunter2\n"
+    live = {
+        "version": "v1alpha1",
+        "machine": {"type": "init"},
+        "cluster": {"inlineManifests": [{"name": "s", "contents": manifest}]},
+    }
+    generated = redact(yaml.safe_dump(live).replace("init", "worker"), {}, "test")
+    out = _diff(Repo(fleet_repo), generated, live, {})
+    assert out.splitlines()[1:] == ['  machine.type: "worker" → "init"']
+    assert "hunter2" not in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -314,6 +315,15 @@ def _signal_masks(pid: int) -> dict[str, int]:
     }
 
 
+def _open_files(pid: int) -> dict[int, str]:
+    files = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        # one the server's threads closed since the listing (a state file it read)
+        with contextlib.suppress(FileNotFoundError):
+            files[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+    return files
+
+
 IGNORING = """
 import os, signal, sys
 for s in (signal.SIGINT, signal.SIGHUP):
@@ -349,7 +359,7 @@ def test_the_server_started_by_a_call_is_detached_from_it_and_holds_none_of_its_
     pid, log = _server_process(kube)
     assert kubectl(kube, "get", "nodes").returncode == 0
     assert os.getsid(pid) == pid  # a session of its own, as start_new_session gave
-    files = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    files = _open_files(pid)
     assert (files.pop(0), files.pop(1), files.pop(2)) == (os.devnull, str(log), str(log))
     assert [f for f in files.values() if not f.startswith("socket:")] == []
     masks = _signal_masks(pid)
@@ -375,3 +385,83 @@ def test_a_server_needed_by_a_process_with_other_threads_is_a_fresh_interpreter(
     pid, _log = _server_process(kube)
     assert b"kubeapi\0serve\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
     assert kubectl(kube, "get", "nodes").returncode == 0
+
+
+CLOSING = """
+import os, sys
+os.close(int(sys.argv[1]))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("zygote", ["0", "require"], ids=["in-process", "zygote"])
+@pytest.mark.parametrize("closed", [0, 1, 2], ids=["stdin", "stdout", "stderr"])
+def test_a_call_started_with_a_standard_stream_closed_still_starts_the_server(
+    kube: Sim, closed: int, zygote: str
+) -> None:
+    # `talosctl kubeconfig <&-` in a script: the descriptors the start opens can then be 0, 1
+    # or 2, which the server's own stdin, stdout and stderr replace
+    kube.ok("kubeapi", "stop")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLOSING,
+            str(closed),
+            sys.executable,
+            "-S",
+            TALOSCTL,
+            *kube.tc("kubeconfig", "kc2", "-n", CPS[0]),  # which writes nothing to stdout
+        ],
+        cwd=kube.cwd,
+        env={**kube.env, "TALOSIM_ZYGOTE": zygote},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    pid, log = _server_process(kube)
+    assert kubectl(kube, "get", "nodes").returncode == 0
+    files = _open_files(pid)
+    assert (files.pop(0), files.pop(1), files.pop(2)) == (os.devnull, str(log), str(log))
+    assert [f for f in files.values() if not f.startswith("socket:")] == []
+    assert b"kubeapi\0serve\0" not in Path(f"/proc/{pid}/cmdline").read_bytes()  # forked
+    assert Path(f"/proc/{pid}/comm").read_text() == "talosim-kubeapi\n"
+
+
+IGNORING_WITH_A_THREAD = """
+import runpy, signal, sys, threading
+for s in (signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_spawned_server_does_not_inherit_the_signals_its_caller_ignored(kube: Sim) -> None:
+    # the caller has another thread, so the server is `python -m talosim kubeapi serve`, which
+    # exec keeps the ignored signals for
+    kube.ok("kubeapi", "stop")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IGNORING_WITH_A_THREAD,
+            TALOSCTL,
+            *kube.tc("version", "-n", CPS[0]),
+        ],
+        cwd=kube.cwd,
+        env={**kube.env, "TALOSIM_ZYGOTE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    pid, _log = _server_process(kube)
+    assert b"kubeapi\0serve\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    masks = _signal_masks(pid)
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        assert not masks["SigIgn"] & 1 << (signum - 1), signal.Signals(signum).name

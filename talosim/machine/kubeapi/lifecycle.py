@@ -4,6 +4,7 @@ the state folder), started on demand by the talosctl calls that use the cluster.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import select
@@ -110,12 +111,14 @@ def _fork(state: State, cid: str, host: str, port: int, log: int) -> int | None:
     start-up was ~80 s of the test suite's CPU (issue #13). A process with other threads (the
     tests running talosim in-process among pytest-xdist's) is not forked: a lock another thread
     held at the fork would stay locked in the child for ever."""
-    if threading.active_count() != 1 or not hasattr(os, "fork"):
+    if not _single_threaded() or not hasattr(os, "fork"):
         return None
     for stream in (sys.stdout, sys.stderr):
-        # what is buffered is the caller's output: written once, by the caller
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+        # what is buffered is the caller's output: written once, by the caller (None: the
+        # caller started with that descriptor closed)
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     r, w = os.pipe()
     try:
         first = os.fork()
@@ -147,8 +150,11 @@ def _fork(state: State, cid: str, host: str, port: int, log: int) -> int | None:
         if len(data) != 4:
             return 0
         pid = int.from_bytes(data, "big")
-        # then one byte once the server listens, or end of file if it exited first
-        if select.select([r], [], [], START_SECONDS)[0]:
+        # then one byte once the server listens, or end of file if it exited first; poll, not
+        # select: a long-lived caller's pipe can be numbered 1024 or more (select's limit)
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        if poller.poll(START_SECONDS * 1000):
             return pid if os.read(r, 1) == b"+" else 0
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -157,17 +163,24 @@ def _fork(state: State, cid: str, host: str, port: int, log: int) -> int | None:
         os.close(r)
 
 
+def _single_threaded() -> bool:
+    """Whether this process has one thread, native ones included: threading does not count
+    those (faulthandler's watchdog, which pytest's faulthandler_timeout starts, is one)."""
+    with contextlib.suppress(OSError):
+        return len(os.listdir("/proc/self/task")) == 1
+    return threading.active_count() == 1
+
+
 def _become_server(state: State, cid: str, host: str, port: int, log: int, ready: int) -> NoReturn:
     """In the forked server: become what `python -m talosim kubeapi serve` was, then serve."""
     code = 1
     try:
         os.setsid()  # as start_new_session: no signal of the caller's terminal reaches it
-        # a fresh interpreter's handlers: the caller's (Ctrl-C handling, signals it ignored)
-        # were for the call, not for a detached server; serve() installs its SIGTERM handler
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # the caller's SIGTERM handler is the call's, not the server's, until serve() installs
+        # its own (serve() also resets SIGINT and SIGHUP, for the spawned server as well)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        _own_descriptors(log, ready)
+        _name_process()
+        ready = _own_descriptors(log, ready)
         os.chdir(state.root)
         os.environ["TALOSIM_STATE"] = str(state.root)
         # what the caller built is the zygote's or the caller's memory, shared copy-on-write:
@@ -198,15 +211,29 @@ def _become_server(state: State, cid: str, host: str, port: int, log: int, ready
         os._exit(code)
 
 
-def _own_descriptors(log: int, ready: int) -> None:
+def _name_process() -> None:
+    """Name the forked server "talosim-kubeapi" for ps -o comm and pgrep: its command line is
+    still the caller's (`python -m talosim.zygote <hex>`, or talosctl's), which only rewriting
+    the memory argv points at could change. /proc/self/comm is the main thread's name, the
+    only thread here; threads started later inherit it."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text("talosim-kubeapi")
+
+
+def _own_descriptors(log: int, ready: int) -> int:
     """stdin from /dev/null, stdout and stderr to the log, every other inherited descriptor
     let go: the caller's streams and a zygote worker's connection must not stay open, or the
     caller would wait for the end of a stream the server holds.
 
     Not closed but pointed at /dev/null: an object of the caller that still holds a number (a
     socket, a file) closes it when it is collected, which would close whatever the server had
-    opened under that number since."""
+    opened under that number since.
+
+    Returns the number `ready` now has: a caller started with 0, 1 or 2 closed (`talosctl
+    kubeconfig <&-`) had the log, the pipe or /dev/null opened under it, where the standard
+    streams are about to go, so those three move above 2 first."""
     null = os.open(os.devnull, os.O_RDWR)
+    log, ready, null = (_above_standard(fd) for fd in (log, ready, null))
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -219,6 +246,15 @@ def _own_descriptors(log: int, ready: int) -> None:
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", 1, "utf-8", "backslashreplace", closefd=False)  # noqa: SIM115
+    return ready
+
+
+def _above_standard(fd: int) -> int:
+    """fd itself if above 2, else a copy numbered 3 or more (the original is overwritten by
+    the standard stream dup2'ed onto it)."""
+    if fd > 2:
+        return fd
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 def _open_descriptors() -> list[int]:

@@ -349,6 +349,11 @@ def serve(
     state: State, cid: str, host: str, port: int, ready: Callable[[], None] | None = None
 ) -> None:
     """Serve until idle or stopped; `ready` is called once the address is bound and listening."""
+    # a fresh interpreter's handlers, however the server was started (forked from a call, or
+    # `kubeapi serve` spawned by one): what the caller ignored (`nohup`'s SIGHUP, a script's
+    # SIGINT) or handled was for the call, not for a detached server
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     if not host.startswith("127."):
         raise SystemExit(
             f"refusing to bind {host}: the emulated API server listens on loopback only"

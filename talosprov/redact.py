@@ -59,13 +59,6 @@ def _walk(node: Any, values: dict[str, str]) -> Any:
     return node
 
 
-def redact_doc(doc: Any, values: dict[str, str]) -> str:
-    """A parsed config, redacted and laid out as generated/ files are."""
-    buf = io.StringIO()
-    _yaml().dump(redacted(doc, values), buf)
-    return buf.getvalue()
-
-
 def redacted(doc: Any, values: dict[str, str]) -> Any:
     """A parsed config with its bundle values replaced by placeholders, in place."""
     return _walk(doc, values)

@@ -98,10 +98,16 @@ def _built_once(
     return FleetRepo.existing(base)
 
 
-def _build_demo(base: Path) -> None:
+def _build_installed(
+    base: Path, alias: str, nodes: str, cps: str, *, operator: bool = False, **env: str
+) -> None:
+    """A repository whose cluster `alias` is installed on emulated nodes, its API server
+    stopped (each copy starts its own); `operator`: with an operator's age key."""
     r = FleetRepo(base)
-    r.fleet("127.0.10.1-5", "127.0.10.1-3")
-    res = r.invoke("install", "--cluster", "demo")
+    r.fleet(nodes, cps)
+    if operator:
+        r.operator_key()
+    res = r.invoke("install", "--cluster", alias, extra_env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     stopped = r.talosim("kubeapi", "stop")
     assert stopped.returncode == 0, stopped.stderr
@@ -111,7 +117,10 @@ def _build_demo(base: Path) -> None:
 def _installed_demo(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> FleetRepo:
-    return _built_once(tmp_path_factory, request, "installed-demo", _build_demo)
+    def build(base: Path) -> None:
+        _build_installed(base, "demo", "127.0.10.1-5", "127.0.10.1-3")
+
+    return _built_once(tmp_path_factory, request, "installed-demo", build)
 
 
 @pytest.fixture
@@ -122,21 +131,15 @@ def installed(_installed_demo: FleetRepo, tmp_path: Path) -> Iterator[FleetRepo]
     r.destroy()
 
 
-def _build_v3(base: Path) -> None:
-    r = FleetRepo(base)
-    r.fleet("192.168.1.1-10", "192.168.1.1-3")
-    r.operator_key()
-    res = r.invoke("install", "--cluster", "v3", extra_env={"TALOSCTL": TALOSIM}, timeout=600)
-    assert res.returncode == 0, res.stderr
-    stopped = r.talosim("kubeapi", "stop")
-    assert stopped.returncode == 0, stopped.stderr
-
-
 @pytest.fixture(scope="session")
 def _installed_v3(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> FleetRepo:
-    return _built_once(tmp_path_factory, request, "installed-v3", _build_v3)
+    def build(base: Path) -> None:
+        args = ("v3", "192.168.1.1-10", "192.168.1.1-3")
+        _build_installed(base, *args, operator=True, TALOSCTL=TALOSIM)
+
+    return _built_once(tmp_path_factory, request, "installed-v3", build)
 
 
 @pytest.fixture

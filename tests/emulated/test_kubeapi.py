@@ -332,36 +332,42 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
-def test_the_server_started_by_a_call_is_detached_from_it_and_holds_none_of_its_files(
-    kube: Sim,
-) -> None:
-    kube.ok("kubeapi", "stop")
-    # started by a call that ignores SIGINT and SIGHUP (`nohup cmd &` in a script), whose
-    # output is a pipe: the caller's end of file must not wait for the server
+def _call_through(kube: Sim, wrapper: list[str], *args: str, zygote: str | None = None) -> None:
+    """A talosctl call to the cluster, started by `python -c wrapper[0] wrapper[1:]...`, which
+    sets up the caller (ignored signals, a closed stream) and then runs talosim/bin/talosctl."""
+    env = kube.env if zygote is None else {**kube.env, "TALOSIM_ZYGOTE": zygote}
     r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            IGNORING,
-            sys.executable,
-            "-S",
-            TALOSCTL,
-            *kube.tc("version", "-n", CPS[0]),
-        ],
+        [sys.executable, "-c", *wrapper, TALOSCTL, *kube.tc(*args)],
         cwd=kube.cwd,
-        env=kube.env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert r.returncode == 0, r.stderr
+
+
+def _server_holding_only_its_own_files(kube: Sim) -> int:
+    """The running server's pid, once it answers kubectl and is seen to hold /dev/null and its
+    log as stdin, stdout and stderr and nothing of its caller's beyond sockets."""
     pid, log = _server_process(kube)
     assert kubectl(kube, "get", "nodes").returncode == 0
-    assert os.getsid(pid) == pid  # a session of its own, as start_new_session gave
     files = _open_files(pid)
     assert (files.pop(0), files.pop(1), files.pop(2)) == (os.devnull, str(log), str(log))
     assert [f for f in files.values() if not f.startswith("socket:")] == []
+    return pid
+
+
+def test_the_server_started_by_a_call_is_detached_from_it_and_holds_none_of_its_files(
+    kube: Sim,
+) -> None:
+    kube.ok("kubeapi", "stop")
+    # started by a call that ignores SIGINT and SIGHUP (`nohup cmd &` in a script), whose
+    # output is a pipe: the caller's end of file must not wait for the server
+    _call_through(kube, [IGNORING, sys.executable, "-S"], "version", "-n", CPS[0])
+    pid = _server_holding_only_its_own_files(kube)
+    assert os.getsid(pid) == pid  # a session of its own, as start_new_session gave
     masks = _signal_masks(pid)
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         assert not masks["SigIgn"] & 1 << (signum - 1), signal.Signals(signum).name
@@ -402,30 +408,10 @@ def test_a_call_started_with_a_standard_stream_closed_still_starts_the_server(
     # `talosctl kubeconfig <&-` in a script: the descriptors the start opens can then be 0, 1
     # or 2, which the server's own stdin, stdout and stderr replace
     kube.ok("kubeapi", "stop")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CLOSING,
-            str(closed),
-            sys.executable,
-            "-S",
-            TALOSCTL,
-            *kube.tc("kubeconfig", "kc2", "-n", CPS[0]),  # which writes nothing to stdout
-        ],
-        cwd=kube.cwd,
-        env={**kube.env, "TALOSIM_ZYGOTE": zygote},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
-    pid, log = _server_process(kube)
-    assert kubectl(kube, "get", "nodes").returncode == 0
-    files = _open_files(pid)
-    assert (files.pop(0), files.pop(1), files.pop(2)) == (os.devnull, str(log), str(log))
-    assert [f for f in files.values() if not f.startswith("socket:")] == []
+    wrapper = [CLOSING, str(closed), sys.executable, "-S"]
+    # kubeconfig writes nothing to stdout
+    _call_through(kube, wrapper, "kubeconfig", "kc2", "-n", CPS[0], zygote=zygote)
+    pid = _server_holding_only_its_own_files(kube)
     assert b"kubeapi\0serve\0" not in Path(f"/proc/{pid}/cmdline").read_bytes()  # forked
     assert Path(f"/proc/{pid}/comm").read_text() == "talosim-kubeapi\n"
 
@@ -444,22 +430,7 @@ def test_a_spawned_server_does_not_inherit_the_signals_its_caller_ignored(kube: 
     # the caller has another thread, so the server is `python -m talosim kubeapi serve`, which
     # exec keeps the ignored signals for
     kube.ok("kubeapi", "stop")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            IGNORING_WITH_A_THREAD,
-            TALOSCTL,
-            *kube.tc("version", "-n", CPS[0]),
-        ],
-        cwd=kube.cwd,
-        env={**kube.env, "TALOSIM_ZYGOTE": "0"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
+    _call_through(kube, [IGNORING_WITH_A_THREAD], "version", "-n", CPS[0], zygote="0")
     pid, _log = _server_process(kube)
     assert b"kubeapi\0serve\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
     masks = _signal_masks(pid)

@@ -13,7 +13,11 @@ from pathlib import Path
 
 from tests.conftest import ROOT, rsa_key_env
 
-TALOSCTL = str(ROOT / "talosim" / "bin" / "talosctl")
+TALOSCTL = str(ROOT / "talosim" / "bin" / "talosctl")  # the launcher script (run by a python)
+# How Sim.run starts talosim: the native launcher scripts/setup builds (talosim/native), else
+# the launcher script under `python -S`, as its shebang runs it.
+_NATIVE = Path(sys.executable).parent / "talosim-launch"
+TALOSCTL_ARGV = [str(_NATIVE)] if os.access(_NATIVE, os.X_OK) else [sys.executable, "-S", TALOSCTL]
 
 
 class Sim:
@@ -46,7 +50,7 @@ class Sim:
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-S", TALOSCTL, *args],  # as the launcher's shebang runs it
+            [*TALOSCTL_ARGV, *args],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,

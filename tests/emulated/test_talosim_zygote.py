@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from talosim import launcher
+from tests.emulated.test_talosim_native import installed_native
 from tests.sim import TALOSCTL, Sim
 
 # (case id, argv, files the call writes relative to its cwd, extra environment, zygote mode)
@@ -38,18 +39,44 @@ CASES = [
 ]
 
 
+# How a served call is made: "require" (the Python launcher, TALOSIM_ZYGOTE=require), or
+# "native" (talosim/native, scripts/setup's build; TALOSIM_ZYGOTE unset, which it requires, and
+# a zygote already up: `_warm`)
+NATIVE = "native"
+LAUNCHERS = [REQUIRE, NATIVE]
+
+
 def _run(sim: Sim, cwd: Path, argv: list[str], mode: str, env: dict[str, str]) -> Any:
     cwd.mkdir(parents=True, exist_ok=True)
+    if mode == NATIVE:
+        _warm(sim)
     return subprocess.run(
-        [sys.executable, "-S", TALOSCTL, *argv],
+        [*_prefix(mode), *argv],
         cwd=cwd,
-        env={**sim.env, **env, "TALOSIM_ZYGOTE": mode},
+        env=_env({**sim.env, **env}, mode),
         capture_output=True,
         text=True,
         umask=0o027,
         timeout=60,
         check=False,
     )
+
+
+def _prefix(mode: str, script: str = TALOSCTL) -> list[str]:
+    return [installed_native()] if mode == NATIVE else [sys.executable, "-S", script]
+
+
+def _env(env: dict[str, str], mode: str) -> dict[str, str]:
+    if mode == NATIVE:
+        return {k: v for k, v in env.items() if k != "TALOSIM_ZYGOTE"}
+    return {**env, "TALOSIM_ZYGOTE": mode}
+
+
+def _warm(sim: Sim) -> None:
+    """Have the zygote up (the one the test session's interpreter and talosim make: the native
+    launcher's own), so that the native launcher's next call is served."""
+    r = _run(sim, sim.base / "warm", ["version", "--client"], REQUIRE, {})
+    assert r.returncode == 0, r.stderr
 
 
 def _zygote_pid(address: bytes) -> int:
@@ -87,11 +114,12 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.parametrize(
     ("argv", "files", "env", "mode"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
+@pytest.mark.parametrize("served_by", LAUNCHERS)
 def test_a_served_call_is_the_same_as_the_call_in_a_fresh_process(
-    sim: Sim, argv: list[str], files: list[str], env: dict[str, str], mode: str
+    sim: Sim, argv: list[str], files: list[str], env: dict[str, str], mode: str, served_by: str
 ) -> None:
     here = _run(sim, sim.base / "here", argv, "0", env)
-    served = _run(sim, sim.base / "served", argv, mode, env)
+    served = _run(sim, sim.base / "served", argv, served_by if mode == REQUIRE else mode, env)
     assert (served.returncode, served.stdout, served.stderr) == (
         here.returncode,
         here.stdout,
@@ -130,10 +158,12 @@ def _hung_version(
         "fault", "add", "--node", "127.0.10.2", "--kind", "hang", "--seconds", "60",
         "--command", "version", "--times", "1",
     )  # fmt: skip
+    if mode == NATIVE:
+        _warm(cluster)
     proc = subprocess.Popen(
-        [sys.executable, "-S", launcher, *cluster.tc("version", "-n", "127.0.10.2")],
+        [*_prefix(mode, launcher), *cluster.tc("version", "-n", "127.0.10.2")],
         cwd=cluster.cwd,
-        env={**cluster.env, **(env or {}), "TALOSIM_ZYGOTE": mode},
+        env=_env({**cluster.env, **(env or {})}, mode),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -142,6 +172,8 @@ def _hung_version(
     # the call is in its hang once the fault is used up
     while json.loads(cluster.ok_inproc("fault", "list").stdout)[0]["times"] != 0:
         assert proc.poll() is None, proc.communicate()
+    if mode == NATIVE:  # served by the native launcher itself, not the Python one it can exec
+        assert os.readlink(f"/proc/{proc.pid}/exe") == installed_native()
     return proc
 
 
@@ -150,26 +182,26 @@ def test_a_signal_to_the_caller_reaches_the_command_as_it_would_a_fresh_process(
     cluster: Sim, signame: str
 ) -> None:
     codes = []
-    for mode in ("0", "require"):
+    for mode in ("0", *LAUNCHERS):
         proc = _hung_version(cluster, mode)
         proc.send_signal(getattr(signal, signame))
         proc.communicate(timeout=30)
         codes.append(proc.returncode)
         cluster.ok_inproc("fault", "clear")
     # SIGINT: KeyboardInterrupt, exit 130; SIGTERM: killed by the signal (-15)
-    assert codes[0] == codes[1] == (130 if signame == "SIGINT" else -signal.SIGTERM)
+    assert codes == [130 if signame == "SIGINT" else -signal.SIGTERM] * 3
 
 
 def test_a_signal_the_caller_ignores_stays_ignored_as_in_a_fresh_process(cluster: Sim) -> None:
     codes = []
-    for mode in ("0", "require"):
+    for mode in ("0", *LAUNCHERS):
         proc = _hung_version(cluster, mode, ignore=(signal.SIGHUP,))
         proc.send_signal(signal.SIGHUP)
         cluster.ok_inproc("fleet", "clock", "--advance", "61s")  # the hang ends by itself
         out, _err = proc.communicate(timeout=30)
         codes.append((proc.returncode, "Tag:" in out))
         cluster.ok_inproc("fault", "clear")
-    assert codes == [(0, True), (0, True)]
+    assert codes == [(0, True)] * 3
 
 
 def test_a_node_command_started_with_sigint_ignored_still_stops_on_it_as_talosctl_does(
@@ -178,17 +210,18 @@ def test_a_node_command_started_with_sigint_ignored_still_stops_on_it_as_talosct
     # `cmd &` in a script starts cmd with SIGINT ignored; talosctl's node session asks for it
     # (signal.Notify), which Go honours even then
     codes = []
-    for mode in ("0", "require"):
+    for mode in ("0", *LAUNCHERS):
         proc = _hung_version(cluster, mode, ignore=(signal.SIGINT,))
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
         codes.append(proc.returncode)
         cluster.ok_inproc("fault", "clear")
-    assert codes == [130, 130]
+    assert codes == [130] * 3
 
 
-def test_killing_the_caller_kills_the_command(cluster: Sim) -> None:
-    proc = _hung_version(cluster, "require")
+@pytest.mark.parametrize("served_by", LAUNCHERS)
+def test_killing_the_caller_kills_the_command(cluster: Sim, served_by: str) -> None:
+    proc = _hung_version(cluster, served_by)
     # the zygote is shared with other tests' calls: watch the processes serving calls now,
     # the hung one among them (the others end by themselves)
     # (the zygote's own children: an emulated API server a call forks is its grandchild, then
@@ -222,7 +255,8 @@ def test_a_command_dies_with_its_zygote_and_its_caller_fails(cluster: Sim, tmp_p
     assert _alive(workers) == []
 
 
-def test_concurrent_calls_are_each_served_as_in_a_fresh_process(sim: Sim) -> None:
+@pytest.mark.parametrize("served_by", LAUNCHERS)
+def test_concurrent_calls_are_each_served_as_in_a_fresh_process(sim: Sim, served_by: str) -> None:
     # the zygote reads the requests as they arrive, interleaved; all but one are larger than a
     # socket's buffer, so each arrives in parts
     big = {f"TALOSIM_TEST_BIG_{i}": "x" * 100_000 for i in range(4)}
@@ -231,7 +265,7 @@ def test_concurrent_calls_are_each_served_as_in_a_fresh_process(sim: Sim) -> Non
     with ThreadPoolExecutor(6) as pool:
         served = list(
             pool.map(
-                lambda i: _run(sim, sim.base / f"served-{i}", argv, REQUIRE, big if i else {}),
+                lambda i: _run(sim, sim.base / f"served-{i}", argv, served_by, big if i else {}),
                 range(12),
             )
         )

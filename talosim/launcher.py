@@ -215,7 +215,8 @@ def _relay(sock: Any, argv: list[str], identity: str) -> int:
     code = int.from_bytes(status, "big", signed=True)
     if code < 0:
         sys.stdout.flush()
-        _signal.signal(-code, _signal.SIG_DFL)
+        if -code not in (_signal.SIGKILL, _signal.SIGSTOP):  # these have no handler to reset
+            _signal.signal(-code, _signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         return 128 - code
     return code

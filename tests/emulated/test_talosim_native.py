@@ -251,10 +251,6 @@ ENDINGS = [
 def test_a_served_call_ends_with_the_workers_code_or_signal(
     own: Pkg, zygote: socket.socket, tmp_path: Path, which: str, answer: bytes, code: int
 ) -> None:
-    if which == PYTHON and code == -signal.SIGKILL:
-        # launcher.py calls signal(SIGKILL, SIG_DFL), which raises: a traceback and exit 1
-        # where a killed talosctl's caller sees -9 (left as it is: launcher.py is not ours here)
-        pytest.xfail("the Python launcher cannot reset SIGKILL's handler")
     proc = _start(own.prefix(which), ["version", "--client"], tmp_path, _env())
     got = _accept(zygote)
     got.conn.sendall(answer)

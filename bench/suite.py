@@ -49,6 +49,14 @@ def tracked_copy() -> Path:
         check=True,
         capture_output=True,
     )
+    # and its talosim's native launcher, built for this interpreter and the copy's talosim (a
+    # clone's own setup would build it; without gcc the copy runs the Python launcher)
+    native = dest / "talosim" / "native"
+    subprocess.run(
+        [native / "build", sys.executable, dest / "talosim", native / "talosim-launch"],
+        check=False,
+        capture_output=True,
+    )
     return dest
 
 

@@ -11,13 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from talosprov.tools.run import native_launcher
 from tests.conftest import ROOT, rsa_key_env
 
 TALOSCTL = str(ROOT / "talosim" / "bin" / "talosctl")  # the launcher script (run by a python)
 # How Sim.run starts talosim: the native launcher scripts/setup builds (talosim/native), else
 # the launcher script under `python -S`, as its shebang runs it.
-_NATIVE = Path(sys.executable).parent / "talosim-launch"
-TALOSCTL_ARGV = [str(_NATIVE)] if os.access(_NATIVE, os.X_OK) else [sys.executable, "-S", TALOSCTL]
+_NATIVE = native_launcher(ROOT / "talosim")
+TALOSCTL_ARGV = [_NATIVE] if _NATIVE else [sys.executable, "-S", TALOSCTL]
 
 
 class Sim:

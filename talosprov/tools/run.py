@@ -90,20 +90,33 @@ def resolve(name: str, *, emulated: bool = False, emulator_state: Path | None = 
 
 
 def _talosim_prefix() -> tuple[str, ...]:
-    """How to run talosim: the native launcher scripts/setup builds into this interpreter's
-    venv when it is there (talosim/native/launcher.c: a call the fork server serves costs ~1 ms
-    of CPU, no interpreter start-up), else its launcher script under `python -S` (a served call
+    """How to run talosim: its native launcher when scripts/setup built one for this interpreter
+    and this talosim (talosim/native/launcher.c: a call the fork server serves costs ~1 ms of
+    CPU, no interpreter start-up), else its launcher script under `python -S` (a served call
     needs no site-packages: ~12 ms of CPU per call instead of ~26 ms for `python -m talosim`,
     and an upgrade makes hundreds of calls), else `python -m talosim`."""
-    native = Path(sys.executable).parent / "talosim-launch"
-    if native.is_file() and os.access(native, os.X_OK):
-        return (str(native),)
     spec = importlib.util.find_spec("talosim")
     for folder in (spec.submodule_search_locations or []) if spec else []:
+        native = native_launcher(Path(folder))
+        if native:
+            return (native,)
         launcher = Path(folder) / "bin" / "talosctl"
         if launcher.is_file():
             return (sys.executable, "-S", str(launcher))
     return (sys.executable, "-m", "talosim")
+
+
+def native_launcher(package: Path) -> str | None:
+    """talosim's native launcher in `package` (talosim/native/talosim-launch), when it was built
+    for this interpreter and this very package: both are baked into it and name the fork server
+    it talks to, so one built for another checkout or venv would serve another talosim."""
+    native = package / "native" / "talosim-launch"
+    baked = f"talosim-launch-baked:{sys.executable}\n{os.path.abspath(package)}\n".encode()
+    try:
+        found = baked in native.read_bytes()
+    except OSError:
+        return None
+    return str(native) if found and os.access(native, os.X_OK) else None
 
 
 def _sim_state(default: Path | None) -> Path | None:

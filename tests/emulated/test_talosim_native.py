@@ -1,5 +1,6 @@
-"""talosim's native launcher (talosim/native/launcher.c, built by scripts/setup into the venv as
-talosim-launch): a pure fast path of `python -S talosim/bin/talosctl` (talosim/launcher.py).
+"""talosim's native launcher (talosim/native/launcher.c, built by scripts/setup as
+talosim/native/talosim-launch for the venv's interpreter): a pure fast path of
+`python -S talosim/bin/talosctl` (talosim/launcher.py).
 
 Each call here runs under both launchers against a stand-in zygote at the address of a package
 of their own (a link to talosim in tmp_path: no real zygote is shared or disturbed), which
@@ -29,7 +30,7 @@ import pytest
 from talosim import launcher
 from tests.conftest import ROOT
 
-NATIVE = Path(sys.executable).parent / "talosim-launch"
+NATIVE = ROOT / "talosim" / "native" / "talosim-launch"
 BUILD = ROOT / "talosim" / "native" / "build"
 NATIVE_PY, PYTHON = "native", "python"
 DIED = "talosim: the emulator's worker died without an exit status\n"
@@ -375,8 +376,7 @@ def test_with_no_zygote_listening_the_python_launcher_runs_the_call(
 
 def test_the_installed_native_launcher_is_built_for_this_venv_and_its_talosim() -> None:
     python, pkg = baked(installed_native())
-    assert Path(python).parent == NATIVE.parent
-    assert Path(python).samefile(sys.executable)
+    assert python == sys.executable
     assert pkg == launcher.PKG
     assert stat.S_IMODE(NATIVE.stat().st_mode) & 0o111
 
@@ -384,9 +384,19 @@ def test_the_installed_native_launcher_is_built_for_this_venv_and_its_talosim() 
 def test_talosprov_runs_talosim_through_the_native_launcher_when_it_is_built(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from talosprov.tools.run import _talosim_prefix, resolve
+    from talosprov.tools.run import _talosim_prefix, native_launcher, resolve
 
     assert _talosim_prefix() == (installed_native(),)
+    # one built for another interpreter or another checkout's talosim is not used
+    other = tmp_path / "talosim"
+    (other / "native").mkdir(parents=True)
+    (other / "native" / "talosim-launch").write_bytes(NATIVE.read_bytes())
+    (other / "native" / "talosim-launch").chmod(0o755)
+    assert native_launcher(other) is None
+    assert native_launcher(NATIVE.parent.parent) == installed_native()
+    monkeypatch.setattr(sys, "executable", sys.executable + "3")
+    assert native_launcher(NATIVE.parent.parent) is None
+    monkeypatch.undo()
     # TALOSCTL naming it is still seen as talosim: its state folder is the one to manage
     monkeypatch.setenv("TALOSCTL", installed_native())
     monkeypatch.delenv("TALOSIM_STATE", raising=False)

@@ -7,8 +7,9 @@
  * case it execs the Python launcher with the environment untouched, so that nothing a call does
  * depends on which launcher ran it:
  * - TALOSIM_ZYGOTE set to anything, `kubeapi serve`, no zygote listening, a decline;
- * - anything the Python launcher would see differently than these bytes: a legacy C locale
- *   (Python then sets LC_CTYPE in its environment, PEP 538) or one whose codeset is not UTF-8,
+ * - anything the Python launcher would see differently than these bytes: a locale whose
+ *   codeset is not UTF-8 (a legacy C locale is coerced as Python coerces it, PEP 538, unless
+ *   PYTHONCOERCECLOCALE is set),
  *   bytes that are not strict UTF-8 in argv, the environment or the working directory (Python
  *   decodes them with surrogateescape), an environment entry repeated;
  * - any error before the whole request is sent.
@@ -205,13 +206,30 @@ int main(int argc, char **argv) {
         fallback();
     if (argc >= 3 && strcmp(argv[1], "kubeapi") == 0 && strcmp(argv[2], "serve") == 0)
         fallback();
-    /* Python coerces a legacy C locale by setting LC_CTYPE in its own environment (PEP 538,
-     * CPython Python/pylifecycle.c _Py_LegacyLocaleDetected: LC_ALL unset or empty and the
-     * LC_CTYPE locale "C"), which the Python launcher then sends: that case is its own. */
+    /* Python coerces a legacy C locale (PEP 538; CPython 3.11 Python/pylifecycle.c
+     * _Py_LegacyLocaleDetected, _Py_CoerceLegacyLocale): with LC_ALL unset or empty and the
+     * LC_CTYPE locale "C" (also when the environment names a locale the C library lacks), it
+     * sets LC_CTYPE in its own environment to the first of C.UTF-8, C.utf8 and UTF-8 that the C
+     * library accepts with a codeset, and the request holds it: done here the same way.
+     * PYTHONCOERCECLOCALE set at all (0 turns coercion off, warn prints a warning) is the
+     * Python launcher's case. */
     const char *lc_all = getenv("LC_ALL");
     const char *ctype = setlocale(LC_CTYPE, "");
-    if ((lc_all == NULL || *lc_all == '\0') && (ctype == NULL || strcmp(ctype, "C") == 0))
-        fallback();
+    if ((lc_all == NULL || *lc_all == '\0') && (ctype == NULL || strcmp(ctype, "C") == 0)) {
+        static const char *const targets[] = {"C.UTF-8", "C.utf8", "UTF-8"};
+        const char *target = NULL;
+        if (getenv("PYTHONCOERCECLOCALE") != NULL)
+            fallback();
+        for (size_t i = 0; target == NULL && i < sizeof targets / sizeof *targets; i++) {
+            if (setlocale(LC_CTYPE, targets[i]) == NULL)
+                continue;
+            const char *codeset = nl_langinfo(CODESET);
+            if (codeset != NULL && *codeset != '\0')
+                target = targets[i];
+        }
+        if (target == NULL || setenv("LC_CTYPE", target, 1) != 0)
+            fallback();
+    }
     if (strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
         fallback(); /* Python's file system encoding is then not UTF-8 */
 

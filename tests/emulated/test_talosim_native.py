@@ -183,6 +183,12 @@ REQUESTS = [
     ("sigint-ignored", ["version"], {}, (signal.SIGINT,), "work"),
     ("big-env", ["version"], {f"BIG_{i}": "x" * 50_000 for i in range(8)}, (), "work"),
     ("locale-set-by-lc-all", ["version"], {"LC_ALL": "C.UTF-8", "LANG": "C"}, (), "work"),
+    # Python sets LC_CTYPE=C.UTF-8 in its environment in a C locale (PEP 538): so must the
+    # native launcher, or CI machines without LANG would never take the fast path
+    ("c-locale", ["version"], {"LANG": "C", "LC_ALL": None, "LC_CTYPE": None}, (), "work"),
+    ("no-locale-at-all", ["version"], {"LANG": None, "LC_ALL": None, "LC_CTYPE": None}, (), "work"),
+    ("posix-locale", ["version"], {"LANG": None, "LC_ALL": None, "LC_CTYPE": "POSIX"}, (), "work"),
+    ("unknown-locale", ["version"], {"LANG": "xx_YY.UTF-8", "LC_ALL": ""}, (), "work"),
 ]
 
 
@@ -194,7 +200,7 @@ def test_the_native_launcher_sends_the_request_and_streams_the_python_launcher_s
     zygote: socket.socket,
     tmp_path: Path,
     argv: list[str],
-    changes: dict[str, str],
+    changes: dict[str, str | None],
     ignore: tuple[int, ...],
     cwd: str,
 ) -> None:
@@ -321,11 +327,10 @@ FALLBACKS = [
     ("non-utf8-env", ["version", "--client"], {"TALOSIM_X": "a\udcff"}, True),
     ("non-utf8-argv", ["version", "--client", "\udcff"], {}, True),
     ("surrogate-in-env", ["version", "--client"], {"TALOSIM_X": "\udced\udca0\udc80"}, True),
-    # Python sets LC_CTYPE=C.UTF-8 in its environment in the C locale (PEP 538): the request
-    # holds it; the native launcher leaves that to the Python launcher
-    ("c-locale", ["version", "--client"], {"LANG": "C", "LC_ALL": None, "LC_CTYPE": None}, True),
-    ("posix-locale", ["version", "--client"], {"LANG": None, "LC_CTYPE": "POSIX"}, True),
-    ("unknown-locale", ["version", "--client"], {"LANG": "xx_YY.UTF-8", "LC_ALL": None}, True),
+    # coercing a C locale is Python's own business once PYTHONCOERCECLOCALE is set (PEP 538)
+    ("coerce-off", ["version"], {"LANG": "C", "LC_ALL": None, "PYTHONCOERCECLOCALE": "0"}, True),
+    ("coerce-warn", ["version"], {"LANG": "C", "PYTHONCOERCECLOCALE": "warn"}, True),
+    ("lc-all-c", ["version"], {"LC_ALL": "C", "LANG": "C"}, True),
 ]
 
 

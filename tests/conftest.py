@@ -7,9 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,6 +120,14 @@ def _one_rsa_key_file(tmp_path_factory: pytest.TempPathFactory) -> None:
     use): generating one costs ~0.8 s of CPU and no test reads its value (talosim/machine/pki.py
     _rsa_4096). Programs get it through the environments tests build (rsa_key_env)."""
     os.environ["TALOSIM_RSA_KEY_FILE"] = str(tmp_path_factory.mktemp("rsa") / "key.pem")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _invoke_fork_server() -> Iterator[None]:
+    """The server the tests' `python -m invoke` processes are forked from (tests/forkserver.py)
+    starts on first use and ends with the session."""
+    yield
+    forkserver.stop()
 
 
 def rsa_key_env() -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from talosprov.tools.talosctl import Talosctl
+from tests import forkserver
 from tests.conftest import ROOT, copy_repo, rsa_key_env
 
 LAUNCHER = str(ROOT / "talosim" / "bin" / "talosctl")
@@ -65,17 +66,17 @@ class FleetRepo:
         ).stdout
 
     def invoke(
-        self, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 300,
+        extra_env: dict[str, str] | None = None,
+        fresh: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.root,
-            env={**self.env, **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """`python -m invoke <args>` in the repository: a process forked from the test
+        session's preloaded server (tests/forkserver.py), or a fresh interpreter (fresh=True,
+        TALOSPROV_TEST_FORK=0)."""
+        env = {**self.env, **(extra_env or {})}
+        return forkserver.invoke(args, cwd=self.root, env=env, timeout=timeout, fresh=fresh)
 
     def talosim(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The test's own talosctl calls (faults, clock, fleet): through the launcher script

@@ -119,6 +119,9 @@ def test_after_upgrade_then_apply_the_live_configs_equal_generated(installed: Fl
     _ok(installed.invoke("generate", "--cluster", "demo", "--commit"))
     _ok(installed.invoke("upgrade", "--cluster", "demo", timeout=600))
     _ok(installed.invoke("apply", "--cluster", "demo"))
+    # the apply reboots the nodes (install image changed) and returns, as talosctl apply-config
+    # does: the operator waits for them (reboot + boot above) before the next look at them
+    installed.clock("--advance", "1s")
     d = installed.invoke("diff", "--cluster", "demo")
     assert d.returncode == 0, d.stdout + d.stderr
     rows = installed.invoke("status", "--cluster", "demo", "--json")

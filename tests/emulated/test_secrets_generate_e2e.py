@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -15,6 +14,7 @@ import yaml
 
 from talosprov.redact import bundle_values
 from talosprov.secrets import AGE_KEY_PREFIX
+from tests import forkserver
 from tests.conftest import ROOT, require_tool
 from tests.emulated.e2e import TALOSIM, FleetRepo
 
@@ -268,13 +268,5 @@ def test_committed_patches_generated_and_schema_are_up_to_date(fleet_repo: Path)
     env.update({"TALOSCTL": TALOSIM, "PYTHONPATH": str(ROOT), "HOME": str(fleet_repo.parent)})
     # --full: fidelity, not the record of inputs, is the point here
     for args in (["generate", "--check", "--full"], ["schema", "--check"]):
-        r = subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=fleet_repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        r = forkserver.invoke(args, cwd=fleet_repo, env=env, timeout=300)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

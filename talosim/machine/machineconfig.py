@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
-from . import comments, order
+from . import comments, order, yaml12
 
 SCHEMA_DIR = Path(__file__).parents[1] / "schemas"  # talosim/schemas, beside the layers
 V1ALPHA1_KEYS = ("machine", "cluster", "debug", "persist")
@@ -181,9 +181,9 @@ def _shape(node: Any) -> Any:
 
 # Decoded documents by their text. One command decodes the same config again and again:
 # each step of upgrade-k8s decodes the node's config that the step before had just encoded
-# and decoded (half of its parses). ruamel's pure-Python parser takes
-# ~13 ms for a 10 kB config; a deep copy of the result ~0.06 ms. Callers mutate what they get,
-# so each gets its own copy. Bounded, since a process may decode many configs (a fleet).
+# and decoded (half of its parses). Decoding takes ~1-1.5 ms for a 10 kB config (yaml12: libyaml;
+# ruamel's pure-Python parser ~13-20 ms); a deep copy of the result ~0.06 ms. Callers mutate
+# what they get, so each gets its own copy. Bounded, since a process may decode many configs.
 _DECODED: OrderedDict[str, list[Any]] = OrderedDict()
 _DECODED_MAX = 64
 
@@ -193,15 +193,26 @@ def decode_docs(text: str) -> list[Any]:
     if hit is not None:
         _DECODED.move_to_end(text)
         return copy.deepcopy(hit)
-    y = YAML(typ="safe", pure=True)
     try:
-        docs = [d for d in y.load_all(text) if d is not None]
-    except Exception as e:  # ruamel raises many types; talosctl reports them all as decode errors
-        raise ConfigError(f"decode error: yaml: {str(e).splitlines()[0]}") from None
+        docs = yaml12.load_all(text)
+    except Exception:  # a text yaml12 cannot vouch for, or an error: ruamel, the reference, decides
+        docs = decode_docs_ruamel(text)
+    else:
+        docs = [d for d in docs if d is not None]
     _DECODED[text] = copy.deepcopy(docs)
     if len(_DECODED) > _DECODED_MAX:
         _DECODED.popitem(last=False)
     return docs
+
+
+def decode_docs_ruamel(text: str) -> list[Any]:
+    """The documents of `text` by ruamel's pure-Python safe loader (YAML 1.2), the reference
+    decoding (and its errors) that yaml12.load_all reproduces faster."""
+    y = YAML(typ="safe", pure=True)
+    try:
+        return [d for d in y.load_all(text) if d is not None]
+    except Exception as e:  # ruamel raises many types; talosctl reports them all as decode errors
+        raise ConfigError(f"decode error: yaml: {str(e).splitlines()[0]}") from None
 
 
 def is_v1alpha1(doc: dict[str, Any]) -> bool:

@@ -22,8 +22,9 @@ def prewarm() -> None:
     # the first validation builds jsonschema's format checkers and reference resolver
     newest = releases.minors()[-1]
     mc.validate([{"version": "v1alpha1", "machine": {"type": "worker"}}], "metal", newest)
-    # Every call reads a talosconfig or a machine config, and many write one: ruamel compiles
-    # its resolver's expressions on first use (~3 ms of a call's CPU, measured in a worker)
+    # Every call reads a talosconfig or a machine config, and many write one: ruamel's resolver
+    # expressions, which yaml12 decodes with too, compile on first use (~3 ms of a call's CPU,
+    # measured in a worker)
     mc.encode(mc.decode_docs(_SCALARS))
     # a call that dials a node by name or address has its host IDNA-encoded (socket.getaddrinfo),
     # whose codec imports encodings.idna, stringprep and unicodedata on first use

@@ -53,17 +53,26 @@ def backups_dir(repo: Repo, cluster: Cluster) -> Path:
 
 
 def snapshot_name(stamp: time.struct_time, taken: list[str]) -> str:
-    """`<UTC timestamp>.snapshot`, with a counter when that second already has one. Pure."""
+    """`<UTC timestamp>.snapshot`, with a counter when that second already has one: one past
+    the highest of that second, so that a name is newer than every one taken before it even
+    after pruning removed the first ones. Pure."""
     base = time.strftime("%Y%m%dT%H%M%SZ", stamp)
-    name, i = base + SUFFIX, 2
-    while name in taken:
-        name, i = f"{base}-{i}{SUFFIX}", i + 1
-    return name
+    same = [backup_age(n)[1] for n in taken if backup_age(n)[0] == base]
+    return f"{base}-{max(same) + 1}{SUFFIX}" if same else base + SUFFIX
+
+
+def backup_age(name: str) -> tuple[str, int, str]:
+    """Sort key, oldest first: the second, then the counter within it (`T.snapshot` is the
+    first of its second, then `T-2.snapshot`, ..., `T-10.snapshot`; sorting the names put
+    `T-2` before `T`, '-' < '.', and pruning deleted the backup just taken). Pure."""
+    stem = name.removesuffix(SUFFIX)
+    base, dash, n = stem.rpartition("-")
+    return (base, int(n), name) if dash and n.isdigit() else (stem, 1, name)
 
 
 def existing_backups(repo: Repo, cluster: Cluster) -> list[str]:
     d = repo.state_dir(cluster) / "backups"
-    return sorted(p.name for p in d.glob(f"*{SUFFIX}")) if d.is_dir() else []
+    return sorted((p.name for p in d.glob(f"*{SUFFIX}")), key=backup_age) if d.is_dir() else []
 
 
 def take_snapshot(repo: Repo, cluster: Cluster, prog: Program, tc: Talosctl, ip: str) -> Path:
@@ -77,8 +86,8 @@ def take_snapshot(repo: Repo, cluster: Cluster, prog: Program, tc: Talosctl, ip:
 
 
 def to_prune(names: list[str], keep: int) -> list[str]:
-    """The backups beyond the newest `keep` (names sort by time). Pure."""
-    ordered = sorted(names)
+    """The backups beyond the newest `keep`, oldest first. Pure."""
+    ordered = sorted(names, key=backup_age)
     return ordered[: max(0, len(ordered) - keep)]
 
 

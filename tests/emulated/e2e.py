@@ -11,14 +11,17 @@ from typing import Any
 
 import yaml
 
+from talosprov.tools.run import native_launcher
 from talosprov.tools.talosctl import Talosctl
 from tests import forkserver
 from tests.conftest import ROOT, copy_repo, rsa_key_env
+from tests.sim import TALOSCTL_ARGV
 
 LAUNCHER = str(ROOT / "talosim" / "bin" / "talosctl")
-# What an operator points TALOSCTL at: the `talosim` console script of this interpreter's env.
+# What an operator points TALOSCTL at: the native launcher scripts/setup builds for this
+# checkout and interpreter (talosim/native), else the `talosim` console script of this env.
 _SCRIPT = Path(sys.executable).parent / "talosim"
-TALOSIM = str(_SCRIPT) if _SCRIPT.exists() else LAUNCHER
+TALOSIM = native_launcher(ROOT / "talosim") or (str(_SCRIPT) if _SCRIPT.exists() else LAUNCHER)
 
 
 class FleetRepo:
@@ -79,10 +82,10 @@ class FleetRepo:
         return forkserver.invoke(args, cwd=self.root, env=env, timeout=timeout, fresh=fresh)
 
     def talosim(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The test's own talosctl calls (faults, clock, fleet): through the launcher script
-        under `python -S`, as its shebang runs it (TALOSIM above is what TALOSCTL names)."""
+        """The test's own talosctl calls (faults, clock, fleet), started as tests/sim.py
+        starts them (the native launcher, else the launcher script under `python -S`)."""
         return subprocess.run(
-            [sys.executable, "-S", LAUNCHER, *args],
+            [*TALOSCTL_ARGV, *args],
             cwd=self.root,
             env=self.env,
             capture_output=True,

@@ -142,3 +142,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     other steals from the tail of its queue, the short tests; measured balanced on 2 cores
     (272 s for 534 test-seconds, bench/reports/summary.md)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker more than the usable cores. Most end-to-end time is spent waiting
+    on short child processes (a talosctl call's worker, kubectl, the emulated API server), and
+    a serial run of tests/emulated kept the cores idle for ~60 of its 270 s: a third worker on
+    2 cores fills those gaps (bench/suite.py, same machine state: 2 workers 187 s, 3 workers
+    172 s). `-n N` still sets it by hand."""
+    return len(os.sched_getaffinity(0)) + 1

@@ -124,6 +124,13 @@ def _via_zygote(argv: list[str], *, require: bool) -> int | None:
             time.sleep(0.02)
             continue
         try:
+            if not _own_user(sock):
+                # another user holds the address (an abstract one has no permissions): this
+                # call's environment and streams go to no one else; it runs here
+                if require:
+                    sys.stderr.write("talosim: the zygote's address is another user's\n")
+                    return 125
+                return None
             return _relay(sock, argv, ident)
         except _NotServed:
             declined += 1
@@ -136,6 +143,14 @@ def _via_zygote(argv: list[str], *, require: bool) -> int | None:
             deadline = None
         finally:
             sock.close()
+
+
+def _own_user(sock: Any) -> bool:
+    """Whether the process at the other end runs as this user (SO_PEERCRED: pid, uid, gid)."""
+    import _socket
+
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    return int.from_bytes(creds[4:8], sys.byteorder) == os.getuid()
 
 
 class _NotServed(Exception):

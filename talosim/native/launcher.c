@@ -38,12 +38,15 @@
 #ifndef TALOSIM_PKG
 #error "build with -DTALOSIM_PKG=\"<the talosim package directory, as launcher.PKG>\""
 #endif
+#ifndef TALOSIM_SOURCES
+#error "build with -DTALOSIM_SOURCES=\"<sha256 of launcher.c then launcher.py>\""
+#endif
 
 extern char **environ;
 
-/* what the tests read to know which interpreter and package this binary was built for */
+/* what talosprov and the tests read: the interpreter, package and sources it was built for */
 __attribute__((used)) static const char baked[] =
-    "talosim-launch-baked:" TALOSIM_PYTHON "\n" TALOSIM_PKG "\n";
+    "talosim-launch-baked:" TALOSIM_PYTHON "\n" TALOSIM_PKG "\n" TALOSIM_SOURCES "\n";
 
 /* launcher.FORWARDED */
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP};
@@ -318,6 +321,13 @@ int main(int argc, char **argv) {
     while (r < 0 && errno == EINTR);
     if (r != 0)
         fallback(); /* no zygote: the Python launcher starts one and runs this call itself */
+    /* An abstract address has no permissions: another user could have bound it first and would
+     * get this call's environment and streams. Only a zygote of this user is spoken to (as the
+     * zygote serves only this user); the Python launcher then runs the call itself. */
+    struct ucred peer;
+    socklen_t peer_len = sizeof peer;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0 || peer.uid != getuid())
+        fallback();
 
     struct sigaction on = {.sa_handler = on_signal};
     sigemptyset(&on.sa_mask);

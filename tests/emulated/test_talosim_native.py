@@ -392,17 +392,110 @@ def test_talosprov_runs_talosim_through_the_native_launcher_when_it_is_built(
     from talosprov.tools.run import _talosim_prefix, native_launcher, resolve
 
     assert _talosim_prefix() == (installed_native(),)
-    # one built for another interpreter or another checkout's talosim is not used
-    other = tmp_path / "talosim"
-    (other / "native").mkdir(parents=True)
-    (other / "native" / "talosim-launch").write_bytes(NATIVE.read_bytes())
-    (other / "native" / "talosim-launch").chmod(0o755)
-    assert native_launcher(other) is None
     assert native_launcher(NATIVE.parent.parent) == installed_native()
+    # a package of its own: the binary is used only for the interpreter, package and sources
+    # it was built for
+    pkg = tmp_path / "pkg" / "talosim"
+    for rel in ("launcher.py", "bin/talosctl", "native/launcher.c", "native/build"):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(launcher.__file__).parent / rel, pkg / rel)
+    built = pkg / "native" / "talosim-launch"
+    subprocess.run(
+        [str(pkg / "native" / "build"), sys.executable, str(pkg), str(built)], check=True
+    )
+    assert native_launcher(pkg) == str(built)
+    for rel in ("launcher.py", "native/launcher.c"):  # a pull changed the protocol's sources
+        before = (pkg / rel).read_bytes()
+        (pkg / rel).write_bytes(before + b"\n")
+        assert native_launcher(pkg) is None, rel
+        (pkg / rel).write_bytes(before)
+    assert native_launcher(pkg) == str(built)
+    other = tmp_path / "other" / "talosim"  # a copy of that package, binary included
+    shutil.copytree(pkg, other, symlinks=True)
+    assert native_launcher(other) is None
     monkeypatch.setattr(sys, "executable", sys.executable + "3")
-    assert native_launcher(NATIVE.parent.parent) is None
+    assert native_launcher(pkg) is None
     monkeypatch.undo()
     # TALOSCTL naming it is still seen as talosim: its state folder is the one to manage
     monkeypatch.setenv("TALOSCTL", installed_native())
     monkeypatch.delenv("TALOSIM_STATE", raising=False)
     assert resolve("talosctl", emulator_state=tmp_path).emulator_state == tmp_path
+
+
+# Holds an abstract address as another user (an abstract socket has no permissions) and, once
+# told the test is done, says how many bytes its connections carried.
+_HOLDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(bytes.fromhex(sys.argv[1]))
+s.listen(8)
+print("ready", flush=True)
+sys.stdin.read()
+s.setblocking(False)
+got = 0
+while True:
+    try:
+        c, _ = s.accept()
+    except BlockingIOError:
+        break
+    c.setblocking(False)
+    try:
+        got += len(c.recv(1 << 16))
+    except BlockingIOError:
+        pass
+print(got, flush=True)
+"""
+SYSTEM_PYTHON = "/usr/bin/python3"  # one another user may run (the venv's may be under /root)
+
+
+@pytest.mark.parametrize("which", [PYTHON, NATIVE_PY])
+def test_a_zygote_address_held_by_another_user_gets_nothing_and_the_call_runs_here(
+    own: Pkg, tmp_path: Path, which: str
+) -> None:
+    if os.getuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
+        message = f"holding the address as another user needs root and {SYSTEM_PYTHON}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    holder = subprocess.Popen(
+        [SYSTEM_PYTHON, "-S", "-c", _HOLDER, own.address.hex()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        cwd="/",
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        assert holder.stdout.readline() == "ready\n"
+        returncode, out, err = _end(
+            _start(own.prefix(which), ["version", "--client"], tmp_path, _env())
+        )
+        holder.stdin.close()
+        received = holder.stdout.readline()
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert (returncode, err) == (0, b"")
+    assert b"Tag:         v1.7.0" in out  # run by the Python launcher in its own process
+    assert received == "0\n"  # no request, environment or stream went to the other user
+
+
+def test_the_python_launcher_speaks_only_to_a_zygote_of_its_own_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "s"))
+    listener.listen(1)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(tmp_path / "s"))
+        assert launcher._own_user(client)
+        monkeypatch.setattr(os, "getuid", lambda: 12345)
+        assert not launcher._own_user(client)
+    finally:
+        client.close()
+        listener.close()

@@ -7,6 +7,7 @@ become CommandFailed with the tails of stdout and stderr.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
@@ -108,12 +109,18 @@ def _talosim_prefix() -> tuple[str, ...]:
 
 def native_launcher(package: Path) -> str | None:
     """talosim's native launcher in `package` (talosim/native/talosim-launch), when it was built
-    for this interpreter and this very package: both are baked into it and name the fork server
-    it talks to, so one built for another checkout or venv would serve another talosim."""
+    for this interpreter, this very package and today's sources: the first two name the fork
+    server it talks to (one built for another checkout or venv would serve another talosim),
+    and the sources are the protocol it speaks (after a pull that changed launcher.c or
+    talosim/launcher.py, the Python launcher serves until scripts/setup builds it again)."""
     native = package / "native" / "talosim-launch"
-    baked = f"talosim-launch-baked:{sys.executable}\n{os.path.abspath(package)}\n".encode()
     try:
-        found = baked in native.read_bytes()
+        sources = hashlib.sha256(
+            (package / "native" / "launcher.c").read_bytes()
+            + (package / "launcher.py").read_bytes()
+        ).hexdigest()
+        baked = f"talosim-launch-baked:{sys.executable}\n{os.path.abspath(package)}\n{sources}\n"
+        found = baked.encode() in native.read_bytes()
     except OSError:
         return None
     return str(native) if found and os.access(native, os.X_OK) else None

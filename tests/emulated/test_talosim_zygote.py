@@ -68,7 +68,11 @@ def _prefix(mode: str, script: str = TALOSCTL) -> list[str]:
 
 def _env(env: dict[str, str], mode: str) -> dict[str, str]:
     if mode == NATIVE:
-        return {k: v for k, v in env.items() if k != "TALOSIM_ZYGOTE"}
+        # Were the call left to the Python launcher (the native one's fallback), that
+        # interpreter's start-up would print its import times on stderr, which every comparison
+        # with a fresh process's stderr would catch; a served call starts no interpreter.
+        env = {k: v for k, v in env.items() if k != "TALOSIM_ZYGOTE"}
+        return {**env, "PYTHONPROFILEIMPORTTIME": "1"}
     return {**env, "TALOSIM_ZYGOTE": mode}
 
 

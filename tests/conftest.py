@@ -144,10 +144,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto`: one worker more than the usable cores. Most end-to-end time is spent waiting
     on short child processes (a talosctl call's worker, kubectl, the emulated API server), and
     a serial run of tests/emulated kept the cores idle for ~60 of its 270 s: a third worker on
     2 cores fills those gaps (bench/suite.py, same machine state: 2 workers 187 s, 3 workers
-    172 s). `-n N` still sets it by hand."""
-    return len(os.sched_getaffinity(0)) + 1
+    172 s). `-n N`, `-n logical` and PYTEST_XDIST_AUTO_NUM_WORKERS keep xdist's meaning (None:
+    xdist decides)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses != "auto":
+        return None
+    return _usable_cores() + 1
+
+
+def _usable_cores() -> int:
+    """The CPUs this process may run on, within the cgroup's CPU quota (a container limited
+    to 2 CPUs on a 64-core host has 2)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, -(-int(quota) // int(period))))

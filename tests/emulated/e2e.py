@@ -18,8 +18,10 @@ from tests.conftest import ROOT, copy_repo, rsa_key_env
 from tests.sim import TALOSCTL_ARGV
 
 LAUNCHER = str(ROOT / "talosim" / "bin" / "talosctl")
-# What an operator points TALOSCTL at: the native launcher scripts/setup builds for this
-# checkout and interpreter (talosim/native), else the `talosim` console script of this env.
+# TALOSCTL for the e2e tests: talosim's native launcher when scripts/setup built it for this
+# checkout and interpreter (talosim/native; an emulated cluster's own default), else the
+# `talosim` console script of this env. What operators and the PR workflow name is that console
+# script (README, pr.yaml): test_pr_workflow runs the workflow's steps through it.
 _SCRIPT = Path(sys.executable).parent / "talosim"
 TALOSIM = native_launcher(ROOT / "talosim") or (str(_SCRIPT) if _SCRIPT.exists() else LAUNCHER)
 

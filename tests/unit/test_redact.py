@@ -24,15 +24,15 @@ from talosprov import redact, yamlio
 from talosprov.errors import SecretLeakError
 from tests.conftest import ROOT
 
-# Shaped like bundle values (base64, a token); the long ones are also replaced inside strings.
-# Built here, not written out: the repository's own leak scan (and its pre-commit hook) rightly
-# refuses secret-shaped text in a tracked file (tests/unit/test_scan.py).
+# Shaped like bundle values (base64 PEM, a token), made up and marked as such; the long ones
+# are also replaced inside strings. Built here, not written out: the repository's own leak scan
+# (and its pre-commit hook) rightly refuses secret-shaped text in a tracked file (test_scan.py).
 _DASHES = "-" * 5
 CRT = base64.b64encode(
-    f"{_DASHES}BEGIN CERTIFICATE{_DASHES}\nMIIBPzCB8qADAgECAhEA1234567890".encode()
+    f"{_DASHES}BEGIN CERTIFICATE{_DASHES}\nTEST FIXTURE, NOT A CERTIFICATE".encode()
 ).decode()
 KEY = base64.b64encode(
-    f"{_DASHES}BEGIN EC PRIVATE KEY{_DASHES}\nMHcCAQEEIAbcdefghijklmnop".encode()
+    f"{_DASHES}BEGIN TEST FIXTURE{_DASHES}\nNOT A KEY, MADE UP".encode()
 ).decode()
 TOKEN = ".".join(("abcdef", "0123456789abcdef"))
 SHORT = "s3cr3t"  # shorter than 16: replaced only as a whole value

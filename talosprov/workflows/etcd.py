@@ -57,7 +57,7 @@ def snapshot_name(stamp: time.struct_time, taken: list[str]) -> str:
     the highest of that second, so that a name is newer than every one taken before it even
     after pruning removed the first ones. Pure."""
     base = time.strftime("%Y%m%dT%H%M%SZ", stamp)
-    same = [backup_age(n)[1] for n in taken if backup_age(n)[0] == base]
+    same = [count for second, count, _ in map(backup_age, taken) if second == base]
     return f"{base}-{max(same) + 1}{SUFFIX}" if same else base + SUFFIX
 
 
